@@ -1,0 +1,68 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+let strict: [SwiftSetting] = [
+    .swiftLanguageMode(.v6),
+    .enableUpcomingFeature("ExistentialAny"),
+]
+
+let package = Package(
+    name: "shadowcopy",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "shadowcopyd", targets: ["shadowcopyd"]),
+        .library(name: "DBus", targets: ["DBus"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.6.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.6.0"),
+    ],
+    targets: [
+        // C libraries: imported only by their one wrapper module each.
+        .systemLibrary(name: "CDBus", pkgConfig: "dbus-1", providers: [.apt(["libdbus-1-dev"])]),
+        .systemLibrary(name: "CDevMapper", pkgConfig: "devmapper", providers: [.apt(["libdevmapper-dev"])]),
+
+        .target(name: "DBus", dependencies: ["CDBus"], swiftSettings: strict),
+        .target(name: "DeviceMapper", dependencies: ["CDevMapper"], swiftSettings: strict),
+        .target(
+            name: "ShadowCopyCore",
+            dependencies: [.product(name: "Logging", package: "swift-log")],
+            swiftSettings: strict
+        ),
+        .target(
+            name: "ShadowCopyService",
+            dependencies: [
+                "DBus", "ShadowCopyCore", "DeviceMapper",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
+        .executableTarget(
+            name: "shadowcopyd",
+            dependencies: [
+                "ShadowCopyService", "DBus", "ShadowCopyCore",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strict
+        ),
+        // Starts private buses and the real daemon for tests and benchmarks.
+        .target(name: "ShadowCopyTestSupport", dependencies: ["DBus"], swiftSettings: strict),
+        .executableTarget(
+            name: "shadowcopy-bench",
+            dependencies: ["DBus", "ShadowCopyTestSupport"],
+            swiftSettings: strict
+        ),
+
+        .testTarget(name: "DBusTests", dependencies: ["DBus", "ShadowCopyTestSupport"], swiftSettings: strict),
+        .testTarget(name: "ShadowCopyCoreTests", dependencies: ["ShadowCopyCore"], swiftSettings: strict),
+        .testTarget(
+            name: "IntegrationTests",
+            dependencies: ["DBus", "ShadowCopyTestSupport"],
+            resources: [.copy("Fixtures")],
+            swiftSettings: strict
+        ),
+    ]
+)

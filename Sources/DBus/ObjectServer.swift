@@ -1,0 +1,121 @@
+import Synchronization
+
+/// The objects a connection serves, and the dispatch of the method calls addressed to them.
+///
+/// Calls are checked against the interface descriptions before any handler runs: unknown
+/// objects, interfaces, methods and properties, and arguments of the wrong signature, get the
+/// standard errors. Property reads, introspection and `Peer` are answered on the loop thread;
+/// method handlers run in their own tasks, so a slow handler never holds up other calls.
+public final class ObjectServer: Sendable {
+    struct State: ~Copyable {
+        weak var connection: Connection?
+        var objects: [ObjectPath: [InterfaceName: Interface]] = [:]
+        var managers: Set<ObjectPath> = []
+        var uids: [BusName: UInt32] = [:]
+    }
+
+    let state = Mutex(State())
+
+    init() {}
+
+    func attach(_ connection: Connection) { state.withLock { $0.connection = connection } }
+
+    var connection: Connection? { state.withLock { $0.connection } }
+
+    // MARK: Exporting
+
+    /// Serves `interfaces` at `path`, next to any it already serves there.
+    ///
+    /// Announced with `InterfacesAdded` when an object manager covers `path`.
+    public func export(_ path: ObjectPath, _ interfaces: [Interface]) throws(DBusError) {
+        let manager: ObjectPath? = try state.withLock { s throws(DBusError) -> ObjectPath? in
+            var current = s.objects[path] ?? [:]
+            for interface in interfaces {
+                guard current[interface.spec.name] == nil, !StandardInterfaces.names.contains(interface.spec.name) else {
+                    throw DBusError(.failed, "\(interface.spec.name) is already served at \(path)")
+                }
+                current[interface.spec.name] = interface
+            }
+            s.objects[path] = current
+            return s.managers.first { path.isDescendant(of: $0) }
+        }
+        if let manager {
+            let added = Value.dictionary(key: "s", value: "a{sv}", interfaces.map {
+                Value.DictEntry(.string($0.spec.name.rawValue), $0.allProperties())
+            })
+            emit(StandardInterfaces.objectManager, "InterfacesAdded", from: manager, [.objectPath(path), added])
+        }
+    }
+
+    /// Stops serving `path` (all its interfaces); announced with `InterfacesRemoved`.
+    public func unexport(_ path: ObjectPath) {
+        let (removed, manager) = state.withLock { s in
+            (s.objects.removeValue(forKey: path), s.managers.first { path.isDescendant(of: $0) })
+        }
+        guard let removed, let manager else { return }
+        let names = removed.keys.sorted().map(\.rawValue)
+        emit(StandardInterfaces.objectManager, "InterfacesRemoved", from: manager, [.objectPath(path), .strings(names)])
+    }
+
+    /// Serves `org.freedesktop.DBus.ObjectManager` at `path` for the objects below it.
+    public func addObjectManager(at path: ObjectPath) {
+        state.withLock { _ = $0.managers.insert(path) }
+    }
+
+    /// Whether anything is served at `path`.
+    public func isExported(_ path: ObjectPath) -> Bool { state.withLock { $0.objects[path] != nil } }
+
+    // MARK: Signals
+
+    /// Emits signal `member` of `spec` from `path`; the arguments must match its declaration.
+    public func emit(_ spec: InterfaceSpec, _ member: MemberName, from path: ObjectPath, _ arguments: [Value]) {
+        guard let signal = spec.signal(member) else {
+            preconditionFailure("\(spec.name) declares no signal \(member)")
+        }
+        let actual = arguments.map(\.signatureString).joined()
+        precondition(actual == signal.signature.rawValue,
+                     "\(spec.name).\(member) emitted as (\(actual)), declared (\(signal.signature))")
+        guard let connection else { return }
+        let message = Message.signal(path: path, interface: spec.name, member: member)
+        do {
+            try message.append(arguments)
+            try connection.send(message)
+        } catch {
+            // The connection is closing; there is nobody left to tell.
+        }
+    }
+
+    /// Emits `PropertiesChanged` for `names` of `interface` at `path`, with the current values
+    /// (or as invalidated, for properties declared that way).
+    public func propertiesChanged(_ path: ObjectPath, _ interface: InterfaceName, _ names: [MemberName]) {
+        let found: Interface? = state.withLock { $0.objects[path]?[interface] }
+        guard let found else { return }
+        var changed: [(String, Value)] = []
+        var invalidated: [String] = []
+        for name in names {
+            guard let spec = found.spec.property(name), let getter = found.getters[name] else { continue }
+            switch spec.changeSignal {
+            case .emits: changed.append((name.rawValue, getter()))
+            case .invalidates: invalidated.append(name.rawValue)
+            case .const: continue
+            }
+        }
+        guard !changed.isEmpty || !invalidated.isEmpty else { return }
+        emit(StandardInterfaces.properties, "PropertiesChanged", from: path,
+             [.string(interface.rawValue), .vardict(changed), .strings(invalidated)])
+    }
+
+    // MARK: Credentials
+
+    func unixUser(of name: BusName) async throws -> UInt32 {
+        if let cached = state.withLock({ $0.uids[name] }) { return cached }
+        guard let connection else { throw DBusError(.disconnected, "not connected") }
+        let uid = try await connection.unixUser(of: name)
+        // Unique names are never reused by a bus, so an entry never goes stale; the cap bounds memory.
+        state.withLock { s in
+            if s.uids.count >= 4096 { s.uids.removeAll(keepingCapacity: true) }
+            if name.isUnique { s.uids[name] = uid }
+        }
+        return uid
+    }
+}

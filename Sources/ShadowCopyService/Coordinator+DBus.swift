@@ -1,0 +1,92 @@
+import DBus
+import Logging
+import ShadowCopyCore
+
+/// The D-Bus adapter of the coordinator: the `Coordinator` interface of the root object.
+///
+/// It turns bus arguments into domain requests and domain errors into named D-Bus errors;
+/// what a writer is and who may remove it is decided by ``WriterRegistry``.
+struct CoordinatorAdapter: Sendable {
+    let server: ShadowCopyServer
+
+    func interface() -> Interface {
+        let settings = server.settings
+        return Interface(ShadowCopySpecs.coordinator) { i in
+            i.property("Version", get: { .string(shadowCopyVersion) })
+            i.property("FreezeTimeoutMs", get: { .uint32(settings.freezeTimeoutMs) })
+            i.property("HoldWritesTimeoutMs", get: { .uint32(settings.holdWritesTimeoutMs) })
+            i.property("MaxVolumesPerSet", get: { .uint32(settings.maxVolumesPerSet) })
+            i.property("MaxSnapshotsPerVolume", get: { .uint32(settings.maxSnapshotsPerVolume) })
+            i.property("ActiveSet", get: { .objectPath(.root) })
+
+            i.method("RegisterWriter") { call in try await registerWriter(call) }
+            i.method("UnregisterWriter") { call in try unregisterWriter(call) }
+
+            // Parts of the contract that later versions build; they say so by name.
+            for (method, what) in CoordinatorAdapter.notYet {
+                i.method(method) { _ in
+                    throw ShadowCopyError.notSupported("\(method) is not supported by shadowcopyd \(shadowCopyVersion): \(what)")
+                }
+            }
+        }
+    }
+
+    static let notYet: [(MemberName, String)] = [
+        ("StartSnapshotSet", "snapshot sets arrive with the snapshot-set engine"),
+        ("StartRestore", "restores arrive with the snapshot-set engine"),
+        ("RegisterProvider", "external providers arrive with the snapshot-set engine"),
+        ("UnregisterProvider", "external providers arrive with the snapshot-set engine"),
+        ("Query", "snapshots arrive with the snapshot-set engine"),
+        ("DeleteSnapshots", "snapshots arrive with the snapshot-set engine"),
+        ("IsVolumeSupported", "providers arrive with the snapshot-set engine"),
+        ("AddShadowStorage", "shadow storage arrives with the device-mapper providers"),
+    ]
+
+    private func registerWriter(_ call: MethodCall) async throws -> [Value] {
+        guard let path = call[0].objectPath else { throw ShadowCopyError.invalidArgs("RegisterWriter: bad path") }
+        let options = try Options(call[1], accepted: [
+            "name": "s", "class-id": "s", "instance-id": "s", "usage": "s", "level": "s", "freeze-timeout-ms": "u",
+        ], method: "RegisterWriter")
+        guard let name = options.string("name") else {
+            throw ShadowCopyError.invalidArgs("RegisterWriter: option 'name' (s) is required")
+        }
+        var registration = WriterRegistration(name: name)
+        registration.classID = try options.identifier("class-id")
+        if let instance = try options.identifier("instance-id") { registration.instanceID = instance }
+        if let usage = try options.choice("usage", as: WriterUsage.self) { registration.usage = usage }
+        if let level = try options.choice("level", as: WriterLevel.self) { registration.level = level }
+        registration.freezeTimeoutMs = options.uint32("freeze-timeout-ms")
+        let record = try server.registerWriter(registration, owner: call.sender, path: path)
+        return [.objectPath(ShadowCopyBus.writerPath(record.id))]
+    }
+
+    private func unregisterWriter(_ call: MethodCall) throws -> [Value] {
+        guard let path = call[0].objectPath, let id = ShadowCopyBus.writerID(path) else {
+            throw ShadowCopyError.notFound("\(call[0].objectPath?.rawValue ?? "?") is not a writer object")
+        }
+        try server.unregisterWriter(id, caller: call.sender)
+        return []
+    }
+}
+
+/// The D-Bus adapter of one writer record: `RegisteredWriter` at `writers/<id>`.
+struct RegisteredWriterAdapter {
+    static func interface(_ id: Identifier, registry: WriterRegistry) -> Interface {
+        // Constant properties are captured once; State and LastError are read live.
+        guard let record = registry.writer(id) else { preconditionFailure("writer \(id) is not registered") }
+        let r = record.registration
+        return Interface(ShadowCopySpecs.registeredWriter) { i in
+            i.property("Id", get: { .string(id.description) })
+            i.property("Name", get: { .string(r.name) })
+            i.property("ClassId", get: { .string(r.classID?.description ?? "") })
+            i.property("InstanceId", get: { .string(r.instanceID.description) })
+            i.property("Owner", get: { .string(record.owner) })
+            i.property("Path", get: { .objectPath(ObjectPath(record.path) ?? .root) })
+            i.property("Level", get: { .string(r.level.rawValue) })
+            i.property("Usage", get: { .string(r.usage.rawValue) })
+            i.property("FreezeTimeoutMs", get: { .uint32(record.freezeTimeoutMs) })
+            i.property("State", get: { .string((registry.writer(id)?.state ?? .stable).rawValue) })
+            i.property("LastError", get: { .string(registry.writer(id)?.lastError ?? "") })
+        }
+    }
+}

@@ -1,0 +1,106 @@
+import DBus
+import Logging
+import ShadowCopyCore
+import Synchronization
+
+/// shadowcopyd on the bus: serves the contract's objects and owns `org.shadowcopy.ShadowCopy1`.
+///
+/// Start order follows the zbus rule: every object is exported and the owner-tracking
+/// subscription is in place before the name is requested, so no early call is lost.
+public final class ShadowCopyServer: Sendable {
+    public let connection: Connection
+    public let settings: CoordinatorSettings
+    let writers: WriterRegistry
+    let logger: Logger
+    private let ownerWatch = Mutex<Task<Void, Never>?>(nil)
+
+    public init(connection: Connection, settings: CoordinatorSettings, logger: Logger) {
+        self.connection = connection
+        self.settings = settings
+        self.writers = WriterRegistry(settings: settings)
+        self.logger = logger
+    }
+
+    /// Why the daemon could not take its place on the bus.
+    public struct NameTaken: Error, CustomStringConvertible {
+        public let description: String
+    }
+
+    /// Exports the root object, starts following writer owners, then requests the bus name.
+    public func start() async throws {
+        try connection.objects.export(ShadowCopyBus.root, [CoordinatorAdapter(server: self).interface()])
+        connection.objects.addObjectManager(at: ShadowCopyBus.root)
+        try await followDisconnects()
+        let reply = try await connection.requestName(ShadowCopyBus.name, flags: [.doNotQueue])
+        guard reply == .primaryOwner || reply == .alreadyOwner else {
+            let owner = (try? await connection.nameOwner(ShadowCopyBus.name))?.rawValue ?? "another process"
+            throw NameTaken(description: "\(ShadowCopyBus.name) is already owned by \(owner); is shadowcopyd running?")
+        }
+        logger.info("serving on the bus", metadata: [
+            "name": "\(ShadowCopyBus.name)", "unique-name": "\(connection.uniqueName)",
+        ])
+    }
+
+    /// Stops following owners; the caller closes the connection, which gives the name back.
+    public func stop() {
+        ownerWatch.withLock { $0?.cancel() }
+    }
+
+    /// One subscription to every name that leaves the bus, rather than one per writer owner:
+    /// the system bus allows a connection only 512 match rules.
+    private func followDisconnects() async throws {
+        let lost = try await connection.signals(MatchRule(
+            sender: .bus, interface: "org.freedesktop.DBus", member: "NameOwnerChanged",
+            path: "/org/freedesktop/DBus", args: [2: ""]))
+        let task = Task { [weak self] in
+            for await signal in lost {
+                guard let self, let args = try? signal.arguments(), args.count == 3,
+                    let name = args[0].string, name.hasPrefix(":")
+                else { continue }
+                self.ownerVanished(name)
+            }
+        }
+        ownerWatch.withLock { $0 = task }
+    }
+
+    // MARK: Writers
+
+    func registerWriter(_ registration: WriterRegistration, owner: BusName, path: ObjectPath) throws(ShadowCopyError)
+        -> WriterRecord
+    {
+        let record = try writers.register(registration, owner: owner.rawValue, path: path.rawValue)
+        do {
+            try connection.objects.export(ShadowCopyBus.writerPath(record.id),
+                                          [RegisteredWriterAdapter.interface(record.id, registry: writers)])
+        } catch {
+            _ = writers.removeAll(ownedBy: owner.rawValue)
+            throw ShadowCopyError(.failed, "cannot export writer: \(error.message)")
+        }
+        logger.info("writer registered", metadata: [
+            "writer": "\(record.id)", "name": "\(registration.name)", "owner": "\(owner)", "path": "\(path)",
+            "level": "\(registration.level.rawValue)",
+        ])
+        // The owner may have left before the registration was recorded, when its
+        // NameOwnerChanged had already gone by: ask once more.
+        Task { [weak self] in
+            guard let self, (try? await self.connection.nameOwner(owner)) == nil else { return }
+            self.ownerVanished(owner.rawValue)
+        }
+        return record
+    }
+
+    func unregisterWriter(_ id: Identifier, caller: BusName) throws(ShadowCopyError) {
+        let record = try writers.unregister(id, caller: caller.rawValue)
+        connection.objects.unexport(ShadowCopyBus.writerPath(id))
+        logger.info("writer unregistered", metadata: ["writer": "\(id)", "name": "\(record.registration.name)"])
+    }
+
+    private func ownerVanished(_ owner: String) {
+        for record in writers.removeAll(ownedBy: owner) {
+            connection.objects.unexport(ShadowCopyBus.writerPath(record.id))
+            logger.info("writer gone with its connection", metadata: [
+                "writer": "\(record.id)", "name": "\(record.registration.name)", "owner": "\(owner)",
+            ])
+        }
+    }
+}
