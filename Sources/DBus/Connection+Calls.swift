@@ -21,6 +21,8 @@ struct Routing: ~Copyable {
     var slotWaiters: [CheckedContinuation<Void, Never>] = []
     var slotWaitersHead = 0
     var lastSweep: UInt64 = 0
+    /// Whether the loop wakes by itself to check call deadlines; when not, a new call wakes it.
+    var loopWatchesDeadlines = false
     var closed = false
 }
 
@@ -43,6 +45,7 @@ extension Connection {
                     continuation.resume(throwing: CancellationError())
                     return
                 }
+                var wakeLoop = false
                 let failure: DBusError? = routing.withLock { r in
                     if r.closed { return DBusError(.disconnected, "not connected") }
                     var serial: UInt32 = 0
@@ -53,9 +56,11 @@ extension Connection {
                     r.pending[serial] = Routing.PendingCall(
                         continuation: continuation, deadline: BusLoop.now() + timeoutMs, timeoutMs: timeoutMs)
                     serialBox.withLock { $0 = serial }
+                    wakeLoop = !r.loopWatchesDeadlines
                     return nil
                 }
                 if let failure { continuation.resume(throwing: failure) }
+                if wakeLoop { loop.wake() }
             }
         } onCancel: {
             let serial = serialBox.withLock { $0 }
@@ -127,7 +132,10 @@ extension Connection {
             call.continuation.resume(throwing: DBusError(
                 .noReply, "no reply within \(call.timeoutMs) ms (the peer did not answer, or the bus dropped the call)"))
         }
-        return routing.withLock { $0.pending.isEmpty } ? -1 : 25
+        return routing.withLock { r in
+            r.loopWatchesDeadlines = !r.pending.isEmpty
+            return r.loopWatchesDeadlines ? 25 : -1
+        }
     }
 
     /// Routes one incoming message; runs on the loop thread inside `dbus_connection_dispatch`.

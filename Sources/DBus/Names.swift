@@ -38,7 +38,8 @@ public struct ObjectPath: Hashable, Sendable, Comparable, CustomStringConvertibl
 
     /// This path with one more element; nil when `element` is not a valid path element.
     public func appending(_ element: String) -> ObjectPath? {
-        ObjectPath(rawValue == "/" ? "/" + element : rawValue + "/" + element)
+        guard !element.isEmpty, !element.contains("/") else { return nil }
+        return ObjectPath(rawValue == "/" ? "/" + element : rawValue + "/" + element)
     }
 
     /// The path's elements, empty for `/`.

@@ -1,0 +1,102 @@
+import DBus
+import Foundation
+
+/// The real `shadowcopyd` binary, started against a ``PrivateBus``.
+public final class DaemonProcess: @unchecked Sendable {
+    public let process: ChildProcess
+    public let logURL: URL
+    public let bus: PrivateBus
+
+    /// Starts the daemon and waits until it owns its name (at most `timeout`).
+    public init(bus: PrivateBus, arguments: [String] = [], binary: URL = ProjectPaths.daemon,
+                timeout: Duration = .seconds(15)) async throws {
+        self.bus = bus
+        guard FileManager.default.isExecutableFile(atPath: binary.path) else {
+            throw HarnessError("\(binary.path) is missing: build the package first (swift build)")
+        }
+        logURL = bus.directory.appendingPathComponent("shadowcopyd-\(UInt32.random(in: 0...UInt32.max)).log")
+        _ = FileManager.default.createFile(atPath: logURL.path, contents: nil)
+        var environment = ProcessInfo.processInfo.environment
+        environment["DBUS_SYSTEM_BUS_ADDRESS"] = bus.address
+        environment.removeValue(forKey: "JOURNAL_STREAM")
+        process = try ChildProcess(binary.path, arguments, environment: environment,
+                                   stdout: logURL.path, stderr: logURL.path)
+        try await waitForName(timeout: timeout)
+    }
+
+    private func waitForName(timeout: Duration) async throws {
+        let probe = try Connection(address: bus.address)
+        defer { probe.close() }
+        let start = ContinuousClock.now
+        while ContinuousClock.now - start < timeout {
+            if try await probe.nameOwner("org.shadowcopy.ShadowCopy1") != nil { return }
+            guard process.isRunning else {
+                throw HarnessError("shadowcopyd exited with \(process.poll() ?? -1) before owning its name:\n\(log)")
+            }
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        throw HarnessError("shadowcopyd did not own its name within \(timeout):\n\(log)")
+    }
+
+    /// The process id.
+    public var pid: Int32 { process.pid }
+
+    /// Everything the daemon logged so far.
+    public var log: String { (try? String(contentsOf: logURL, encoding: .utf8)) ?? "" }
+
+    /// Resident memory in KiB, from /proc.
+    public var residentKiB: Int? { ProcStatus.residentKiB(pid: pid) }
+
+    /// Sends `signal` and waits for the exit; returns the exit status (128 + signal if killed).
+    @discardableResult
+    public func stop(signal: Int32 = SIGTERM, timeout: Duration = .seconds(10)) async -> Int32 {
+        process.stop(signal: signal, grace: timeout)
+    }
+}
+
+/// Reads /proc/<pid>/status.
+public enum ProcStatus {
+    /// VmRSS in KiB.
+    public static func residentKiB(pid: Int32) -> Int? {
+        guard let text = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8) else { return nil }
+        for line in text.split(separator: "\n") where line.hasPrefix("VmRSS:") {
+            return Int(line.split(separator: " ", omittingEmptySubsequences: true)[1])
+        }
+        return nil
+    }
+}
+
+/// A bus with a running daemon, torn down by ``stop()`` whatever happened in between.
+public struct DaemonFixture: Sendable {
+    public let bus: PrivateBus
+    public let daemon: DaemonProcess
+
+    /// Runs `body` with a fresh bus and daemon, and stops both afterwards, also on failure.
+    public static func with<T: Sendable>(
+        arguments: [String] = [], extraConfig: String = "",
+        _ body: (DaemonFixture) async throws -> T
+    ) async throws -> T {
+        let bus = try PrivateBus(extraConfig: extraConfig)
+        let daemon: DaemonProcess
+        do {
+            daemon = try await DaemonProcess(bus: bus, arguments: arguments)
+        } catch {
+            bus.stop()
+            throw error
+        }
+        let fixture = DaemonFixture(bus: bus, daemon: daemon)
+        do {
+            let result = try await body(fixture)
+            await daemon.stop()
+            bus.stop()
+            return result
+        } catch {
+            await daemon.stop()
+            bus.stop()
+            throw error
+        }
+    }
+
+    /// A new client connection to the fixture's bus; the caller closes it.
+    public func client() throws -> Connection { try Connection(address: bus.address) }
+}
