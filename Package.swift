@@ -61,7 +61,6 @@ let package = Package(
         .testTarget(
             name: "IntegrationTests",
             dependencies: ["DBus", "ShadowCopyTestSupport"],
-            resources: [.copy("Fixtures")],
             swiftSettings: strict
         ),
     ]
