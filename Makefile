@@ -20,7 +20,8 @@ test:
 
 # Benchmarks against the floor (Peer.Ping on dbus-daemon itself), release build.
 bench:
-	$(SWIFT) build -c release --product shadowcopyd --product shadowcopy-bench
+	$(SWIFT) build -c release --product shadowcopyd
+	$(SWIFT) build -c release --product shadowcopy-bench
 	./.build/release/shadowcopy-bench
 
 # The README's main job: a private bus, the daemon, a writer, what the daemon shows.
