@@ -14,7 +14,6 @@ let package = Package(
         .library(name: "DBus", targets: ["DBus"]),
     ],
     dependencies: [
-        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.6.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.6.0"),
     ],
@@ -42,7 +41,6 @@ let package = Package(
             name: "shadowcopyd",
             dependencies: [
                 "ShadowCopyService", "DBus", "ShadowCopyCore",
-                .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],

@@ -1,39 +1,88 @@
-import ArgumentParser
+#if canImport(Glibc)
+import Glibc
+#endif
 import Logging
 import ServiceLifecycle
 import ShadowCopyCore
 
 /// `shadowcopyd`: the shadowcopy coordinator daemon.
+///
+/// Its few options are parsed by hand: an argument-parsing library would bring Foundation into a
+/// daemon that must stay small at rest (idle RSS target 15 MiB).
 @main
-struct ShadowCopyDaemon: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "shadowcopyd",
-        abstract: "The shadowcopy coordinator: Linux volume shadow copies over D-Bus.",
-        discussion: """
-            Owns org.shadowcopy.ShadowCopy1 on the system bus (DBUS_SYSTEM_BUS_ADDRESS when set) and \
-            coordinates requesters, writers and snapshot providers. Stops gracefully on SIGTERM or SIGINT.
-            """,
-        version: shadowCopyVersion)
+enum ShadowCopyDaemon {
+    static let usage = """
+        OVERVIEW: The shadowcopy coordinator: Linux volume shadow copies over D-Bus.
 
-    @Option(name: .long, help: "Connect to this bus address instead of the system bus.")
-    var address: String?
+        Owns org.shadowcopy.ShadowCopy1 on the system bus (DBUS_SYSTEM_BUS_ADDRESS when set) and
+        coordinates requesters, writers and snapshot providers. Stops gracefully on SIGTERM or SIGINT.
 
-    @Flag(name: .long, help: "Use the session bus (for development).")
-    var session = false
+        USAGE: shadowcopyd [--address <address>] [--session] [--log-level <log-level>]
 
-    @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error, critical.")
-    var logLevel: Logger.Level = .info
+        OPTIONS:
+          --address <address>     Connect to this bus address instead of the system bus.
+          --session               Use the session bus (for development).
+          --log-level <log-level> Log level: trace, debug, info, notice, warning, error, critical
+                                  (default: info).
+          --version               Show the version.
+          -h, --help              Show help information.
 
-    func validate() throws {
-        if session, address != nil { throw ValidationError("--session and --address exclude each other") }
+        """
+
+    struct Options {
+        var bus: DaemonService.Bus = .system
+        var logLevel: Logger.Level = .info
     }
 
-    func run() async throws {
-        let level = logLevel
+    enum Parsed {
+        case run(Options)
+        case exit(Int32, String, toStderr: Bool)
+    }
+
+    static func parse(_ arguments: [String]) -> Parsed {
+        var options = Options()
+        var address: String?, session = false
+        var rest = arguments[...]
+        func usageError(_ message: String) -> Parsed {
+            .exit(64, "Error: \(message)\nUsage: shadowcopyd [--address <address>] [--session] [--log-level <log-level>]\n"
+                + "  See 'shadowcopyd --help' for more information.\n", toStderr: true)
+        }
+        while let argument = rest.popFirst() {
+            switch argument {
+            case "-h", "--help": return .exit(0, usage, toStderr: false)
+            case "--version": return .exit(0, shadowCopyVersion + "\n", toStderr: false)
+            case "--session": session = true
+            case "--address":
+                guard let value = rest.popFirst(), !value.isEmpty else { return usageError("--address needs a value") }
+                address = value
+            case "--log-level":
+                guard let value = rest.popFirst(), let level = Logger.Level(rawValue: value) else {
+                    return usageError("--log-level must be one of trace, debug, info, notice, warning, error, critical")
+                }
+                options.logLevel = level
+            default:
+                return usageError("unknown argument '\(argument)'")
+            }
+        }
+        if session, address != nil { return usageError("--session and --address exclude each other") }
+        options.bus = session ? .session : address.map { .address($0) } ?? .system
+        return .run(options)
+    }
+
+    static func main() async {
+        let options: Options
+        switch parse(Array(CommandLine.arguments.dropFirst())) {
+        case .run(let parsed):
+            options = parsed
+        case .exit(let code, let text, let toStderr):
+            var bytes = Array(text.utf8)
+            _ = write(toStderr ? 2 : 1, &bytes, bytes.count)
+            exit(code)
+        }
+        let level = options.logLevel
         LoggingSystem.bootstrap { JournalLogHandler(label: $0, level: level) }
         let logger = Logger(label: "shadowcopyd")
-        let bus: DaemonService.Bus = session ? .session : address.map { .address($0) } ?? .system
-        let service = DaemonService(bus: bus, settings: CoordinatorSettings(), logger: logger)
+        let service = DaemonService(bus: options.bus, settings: CoordinatorSettings(), logger: logger)
         let group = ServiceGroup(configuration: .init(
             services: [.init(service: service)],
             gracefulShutdownSignals: [.sigterm, .sigint],
@@ -42,11 +91,7 @@ struct ShadowCopyDaemon: AsyncParsableCommand {
             try await group.run()
         } catch {
             logger.critical("shadowcopyd failed", metadata: ["error": "\(error)"])
-            throw ExitCode.failure
+            exit(1)
         }
     }
 }
-
-extension Logger.Level: @retroactive ExpressibleByArgument {}
-
-
