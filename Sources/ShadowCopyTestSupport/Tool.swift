@@ -1,3 +1,4 @@
+import DBus
 import Foundation
 
 /// Runs command-line tools (busctl, python3, the daemon itself) and captures what they print.
@@ -31,5 +32,18 @@ public enum Tool {
     /// `busctl --address=<bus>` with `arguments`.
     public static func busctl(_ bus: PrivateBus, _ arguments: [String]) throws -> ToolResult {
         try run("/usr/bin/busctl", ["--address=\(bus.address)"] + arguments)
+    }
+}
+
+/// The D-Bus error name a call ends with, "no error" when it succeeds, or the description of a
+/// non-D-Bus error: what a test asserts about a refused call.
+public func dbusErrorName(_ body: () async throws -> Void) async -> String {
+    do {
+        try await body()
+        return "no error"
+    } catch let error as DBusError {
+        return error.name.rawValue
+    } catch {
+        return "\(error)"
     }
 }

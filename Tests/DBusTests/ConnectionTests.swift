@@ -18,37 +18,27 @@ struct ConnectionTests {
 
     @Test func standardErrors() async throws {
         try await BusFixture.with { (f: BusFixture) async throws in
-            func errorName(_ body: () async throws -> Void) async -> String {
-                do {
-                    try await body()
-                    return "no error"
-                } catch let error as DBusError {
-                    return error.name.rawValue
-                } catch {
-                    return "\(error)"
-                }
-            }
             let c = f.client
-            #expect(await errorName { _ = try await c.call(BusFixture.name, "/nowhere", "org.example.Test", "Echo") }
+            #expect(await dbusErrorName { _ = try await c.call(BusFixture.name, "/nowhere", "org.example.Test", "Echo") }
                 == ErrorName.unknownObject.rawValue)
-            #expect(await errorName { _ = try await c.call(BusFixture.name, BusFixture.path, "org.example.Nope", "Echo") }
+            #expect(await dbusErrorName { _ = try await c.call(BusFixture.name, BusFixture.path, "org.example.Nope", "Echo") }
                 == ErrorName.unknownInterface.rawValue)
-            #expect(await errorName { _ = try await f.call("Nope") } == ErrorName.unknownMethod.rawValue)
-            #expect(await errorName { _ = try await f.call("Echo", [.string("not a variant")]) }
+            #expect(await dbusErrorName { _ = try await f.call("Nope") } == ErrorName.unknownMethod.rawValue)
+            #expect(await dbusErrorName { _ = try await f.call("Echo", [.string("not a variant")]) }
                 == ErrorName.invalidArgs.rawValue)
-            #expect(await errorName { _ = try await f.call("Fail", [.string("org.example.Error.Custom"), .string("why")]) }
+            #expect(await dbusErrorName { _ = try await f.call("Fail", [.string("org.example.Error.Custom"), .string("why")]) }
                 == "org.example.Error.Custom")
-            #expect(await errorName { _ = try await f.call("Broken") } == ErrorName.failed.rawValue)
+            #expect(await dbusErrorName { _ = try await f.call("Broken") } == ErrorName.failed.rawValue)
             let props: InterfaceName = "org.freedesktop.DBus.Properties"
-            #expect(await errorName {
+            #expect(await dbusErrorName {
                 _ = try await c.call(BusFixture.name, BusFixture.path, props, "Set",
                                      [.string("org.example.Test"), .string("Label"), .variant(.string("x"))])
             } == ErrorName.propertyReadOnly.rawValue)
-            #expect(await errorName {
+            #expect(await dbusErrorName {
                 _ = try await c.call(BusFixture.name, BusFixture.path, props, "Set",
                                      [.string("org.example.Test"), .string("Counter"), .variant(.string("x"))])
             } == ErrorName.invalidArgs.rawValue)
-            #expect(await errorName {
+            #expect(await dbusErrorName {
                 _ = try await c.call(BusFixture.name, BusFixture.path, props, "Get", [.string("org.example.Test"), .string("Nope")])
             } == ErrorName.unknownProperty.rawValue)
         }

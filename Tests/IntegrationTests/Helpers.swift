@@ -16,17 +16,7 @@ enum SC {
         try await c.call(name, path, interface, member, args)
     }
 
-    /// The error name a call ends with ("no error" when it succeeds).
-    static func errorName(_ body: () async throws -> Void) async -> String {
-        do {
-            try await body()
-            return "no error"
-        } catch let error as DBusError {
-            return error.name.rawValue
-        } catch {
-            return "\(error)"
-        }
-    }
+    static func errorName(_ body: () async throws -> Void) async -> String { await dbusErrorName(body) }
 
     static func managedObjects(_ c: Connection) async throws -> [ObjectPath: [String: [String: Value]]] {
         let reply = try await call(c, "GetManagedObjects", interface: objectManager)
