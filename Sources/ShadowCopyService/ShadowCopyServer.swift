@@ -73,7 +73,8 @@ public final class ShadowCopyServer: Sendable {
             try connection.objects.export(ShadowCopyBus.writerPath(record.id),
                                           [RegisteredWriterAdapter.interface(record.id, registry: writers)])
         } catch {
-            _ = writers.removeAll(ownedBy: owner.rawValue)
+            // Roll back this registration only; the owner's other writers stay.
+            _ = try? writers.unregister(record.id, caller: owner.rawValue)
             throw ShadowCopyError(.failed, "cannot export writer: \(error.message)")
         }
         logger.info("writer registered", metadata: [
