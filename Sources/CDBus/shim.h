@@ -3,5 +3,5 @@
 // libdbus through pkg-config dbus-1. Only the DBus module imports this.
 #include <dbus/dbus.h>
 #include <sys/eventfd.h>
-#include <poll.h>
+#include <sys/epoll.h>
 #endif

@@ -31,14 +31,48 @@ final class BusLoop: Sendable {
         var deadline: UInt64
     }
 
+    /// One entry of the poll set, as the loop last built it.
+    struct Polled: Equatable {
+        let fd: Int32
+        let events: Int16
+    }
+
     struct State: ~Copyable {
         var watches: [Watch] = []
         var timers: [Timer] = []
         var stopping = false
+        /// What the loop polls right now; a held wake-up is only needed if this would change.
+        var polled: [Polled] = []
+        var timersChanged = false
+        /// Threads inside ``coalescingWakes(_:)``, and whether a change arrived meanwhile.
+        var holders: [UInt] = []
+        var wakeHeld = false
+        /// Bumped by every watch change, so the loop rebuilds its fd set only when it changed.
+        var generation: UInt64 = 1
+
+        /// The poll set the current watches call for.
+        func wanted() -> [Polled] {
+            watches.filter(\.enabled).map { w in
+                var events: Int16 = 0
+                if w.flags & DBUS_WATCH_READABLE.rawValue != 0 { events |= Int16(POLLIN) }
+                if w.flags & DBUS_WATCH_WRITABLE.rawValue != 0 { events |= Int16(POLLOUT) }
+                return Polled(fd: w.fd, events: events)
+            }
+        }
+
+        /// Records a change; returns whether the loop must be woken now.
+        mutating func changed(timer: Bool) -> Bool {
+            if timer { timersChanged = true } else { generation &+= 1 }
+            guard !holders.isEmpty, holders.contains(UInt(pthread_self())) else { return true }
+            wakeHeld = true
+            return false
+        }
     }
 
     let state = Mutex(State())
     let wakeFD: Int32
+    /// The loop thread's `pthread_self()`, 0 before it runs; it never needs waking by itself.
+    private let loopThread = Atomic<UInt>(0)
 
     init() throws(DBusError) {
         wakeFD = eventfd(0, Int32(EFD_CLOEXEC | EFD_NONBLOCK))
@@ -47,10 +81,35 @@ final class BusLoop: Sendable {
 
     deinit { close(wakeFD) }
 
-    /// Wakes the loop from any thread.
+    /// Wakes the loop from any other thread.
+    ///
+    /// On the loop thread itself this does nothing: after every round of I/O the loop dispatches
+    /// and rebuilds its poll set from ``state``, so a write there would only cost a syscall and a
+    /// spurious poll round on every message.
     func wake() {
+        if loopThread.load(ordering: .relaxed) == UInt(pthread_self()) { return }
         var one: UInt64 = 1
         _ = write(wakeFD, &one, 8)
+    }
+
+    /// Runs `body`, a libdbus call made off the loop thread, holding back the wake-ups its watch
+    /// changes ask for; afterwards wakes the loop only if its poll set really changed.
+    ///
+    /// A send toggles the write watch on and, once the message is written, off again: waking
+    /// the loop for that costs a thread switch per call and buys nothing.
+    func coalescingWakes<R, E: Error>(_ body: () throws(E) -> R) throws(E) -> R {
+        let me = UInt(pthread_self())
+        state.withLock { $0.holders.append(me) }
+        defer {
+            let mustWake = state.withLock { s -> Bool in
+                if let i = s.holders.firstIndex(of: me) { s.holders.remove(at: i) }
+                guard s.wakeHeld else { return false }
+                if s.holders.isEmpty { s.wakeHeld = false }
+                return s.timersChanged || s.wanted() != s.polled
+            }
+            if mustWake { wake() }
+        }
+        return try body()
     }
 
     static func now() -> UInt64 {
@@ -93,72 +152,84 @@ final class BusLoop: Sendable {
     private func addWatch(_ w: OpaquePointer) -> dbus_bool_t {
         let watch = Watch(pointer: Handle(raw: w), fd: dbus_watch_get_unix_fd(w), flags: dbus_watch_get_flags(w),
                           enabled: dbus_watch_get_enabled(w) != 0)
-        state.withLock { $0.watches.append(watch) }
-        wake()
+        if state.withLock({ s in s.watches.append(watch); return s.changed(timer: false) }) { wake() }
         return 1
     }
 
     private func removeWatch(_ w: OpaquePointer) {
-        state.withLock { $0.watches.removeAll { $0.pointer.raw == w } }
-        wake()
+        if state.withLock({ s in s.watches.removeAll { $0.pointer.raw == w }; return s.changed(timer: false) }) {
+            wake()
+        }
     }
 
     private func toggleWatch(_ w: OpaquePointer) {
         let enabled = dbus_watch_get_enabled(w) != 0
         let flags = dbus_watch_get_flags(w)
-        state.withLock { s in
+        let now = state.withLock { s in
             if let i = s.watches.firstIndex(where: { $0.pointer.raw == w }) {
                 s.watches[i].enabled = enabled
                 s.watches[i].flags = flags
             }
+            return s.changed(timer: false)
         }
-        wake()
+        if now { wake() }
     }
 
     private func addTimer(_ t: OpaquePointer) -> dbus_bool_t {
         let interval = dbus_timeout_get_interval(t)
         let timer = Timer(pointer: Handle(raw: t), intervalMs: interval, enabled: dbus_timeout_get_enabled(t) != 0,
                           deadline: BusLoop.now() + UInt64(max(interval, 0)))
-        state.withLock { $0.timers.append(timer) }
-        wake()
+        if state.withLock({ s in s.timers.append(timer); return s.changed(timer: true) }) { wake() }
         return 1
     }
 
     private func removeTimer(_ t: OpaquePointer) {
-        state.withLock { $0.timers.removeAll { $0.pointer.raw == t } }
-        wake()
+        if state.withLock({ s in s.timers.removeAll { $0.pointer.raw == t }; return s.changed(timer: true) }) {
+            wake()
+        }
     }
 
     private func toggleTimer(_ t: OpaquePointer) {
         let interval = dbus_timeout_get_interval(t)
         let enabled = dbus_timeout_get_enabled(t) != 0
-        state.withLock { s in
+        let now = state.withLock { s in
             if let i = s.timers.firstIndex(where: { $0.pointer.raw == t }) {
                 // The interval may change on toggle; the count restarts from now.
                 s.timers[i].intervalMs = interval
                 s.timers[i].enabled = enabled
                 s.timers[i].deadline = BusLoop.now() + UInt64(max(interval, 0))
             }
+            return s.changed(timer: true)
         }
-        wake()
+        if now { wake() }
     }
 
     // MARK: The loop
 
     /// Runs until ``requestStop()``; `iteration` runs after each round of I/O (dispatch, sweeps)
-    /// and returns the longest the next poll may sleep, in milliseconds (-1: no limit).
+    /// and returns the longest the next wait may sleep, in milliseconds (-1: no limit).
+    ///
+    /// The loop waits with epoll rather than poll: the set of fds rarely changes, and poll would
+    /// add and remove the thread on every fd's wait queue per round, a measurable share of a
+    /// round trip on a virtual machine.
     func run(iteration: () -> Int32) {
-        var pollLimit: Int32 = 0
+        loopThread.store(UInt(pthread_self()), ordering: .relaxed)
+        defer { loopThread.store(0, ordering: .relaxed) }
+        var epoll = EpollSet(wakeFD: wakeFD)
+        defer { epoll.close() }
+        var waitLimit: Int32 = 0
+        var wanted: [Polled] = []
+        var pointers: [Handle] = []
+        var generation: UInt64 = 0
         while true {
-            var fds = [pollfd(fd: wakeFD, events: Int16(POLLIN), revents: 0)]
-            var pointers: [Handle?] = [nil]
-            let (timeout, stop): (Int32, Bool) = state.withLock { s in
-                for w in s.watches where w.enabled {
-                    var events: Int16 = 0
-                    if w.flags & DBUS_WATCH_READABLE.rawValue != 0 { events |= Int16(POLLIN) }
-                    if w.flags & DBUS_WATCH_WRITABLE.rawValue != 0 { events |= Int16(POLLOUT) }
-                    fds.append(pollfd(fd: w.fd, events: events, revents: 0))
-                    pointers.append(w.pointer)
+            let (rebuilt, timeout, stop) = state.withLock { s -> (Bool, Int32, Bool) in
+                s.timersChanged = false
+                let rebuild = s.generation != generation
+                if rebuild {
+                    s.polled = s.wanted()
+                    wanted = s.polled
+                    pointers = s.watches.filter(\.enabled).map(\.pointer)
+                    generation = s.generation
                 }
                 let now = BusLoop.now()
                 var wait: Int32 = -1
@@ -166,23 +237,27 @@ final class BusLoop: Sendable {
                     let ms = t.deadline > now ? Int32(clamping: t.deadline - now) : 0
                     wait = wait < 0 ? ms : min(wait, ms)
                 }
-                return (wait, s.stopping)
+                return (rebuild, wait, s.stopping)
             }
             if stop { return }
+            if rebuilt { epoll.update(wanted) }
             var limit = timeout
-            if pollLimit >= 0 { limit = limit < 0 ? pollLimit : min(limit, pollLimit) }
-            let ready = poll(&fds, nfds_t(fds.count), limit)
-            if ready > 0 {
-                if fds[0].revents != 0 {
+            if waitLimit >= 0 { limit = limit < 0 ? waitLimit : min(limit, waitLimit) }
+            for (fd, revents) in epoll.wait(limitMs: limit) {
+                if fd == wakeFD {
                     var counter: UInt64 = 0
                     _ = read(wakeFD, &counter, 8)
+                    continue
                 }
-                for i in 1..<fds.count where fds[i].revents != 0 {
-                    handle(pointers[i]!, revents: fds[i].revents)
+                // libdbus keeps a read and a write watch on the same socket: each sees its own events.
+                for (entry, pointer) in zip(wanted, pointers) where entry.fd == fd {
+                    let mine = revents & (UInt32(bitPattern: Int32(entry.events)) | UInt32(EPOLLHUP.rawValue)
+                        | UInt32(EPOLLERR.rawValue))
+                    if mine != 0 { handle(pointer, events: mine) }
                 }
             }
             fireTimers()
-            pollLimit = iteration()
+            waitLimit = iteration()
         }
     }
 
@@ -191,15 +266,15 @@ final class BusLoop: Sendable {
         wake()
     }
 
-    private func handle(_ watch: Handle, revents: Int16) {
+    private func handle(_ watch: Handle, events: UInt32) {
         // A watch can be removed by a callback of an earlier handle; only touch live ones.
         let live = state.withLock { s in s.watches.contains { $0.pointer == watch && $0.enabled } }
         guard live else { return }
         var flags: UInt32 = 0
-        if revents & Int16(POLLIN) != 0 { flags |= DBUS_WATCH_READABLE.rawValue }
-        if revents & Int16(POLLOUT) != 0 { flags |= DBUS_WATCH_WRITABLE.rawValue }
-        if revents & Int16(POLLHUP) != 0 { flags |= DBUS_WATCH_HANGUP.rawValue }
-        if revents & Int16(POLLERR) != 0 { flags |= DBUS_WATCH_ERROR.rawValue }
+        if events & UInt32(EPOLLIN.rawValue) != 0 { flags |= DBUS_WATCH_READABLE.rawValue }
+        if events & UInt32(EPOLLOUT.rawValue) != 0 { flags |= DBUS_WATCH_WRITABLE.rawValue }
+        if events & UInt32(EPOLLHUP.rawValue) != 0 { flags |= DBUS_WATCH_HANGUP.rawValue }
+        if events & UInt32(EPOLLERR.rawValue) != 0 { flags |= DBUS_WATCH_ERROR.rawValue }
         _ = dbus_watch_handle(watch.raw, flags)
     }
 

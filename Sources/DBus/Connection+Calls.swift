@@ -15,12 +15,16 @@ struct Routing: ~Copyable {
     }
 
     var pending: [UInt32: PendingCall] = [:]
+    /// Replies routed during this dispatch round, resumed once the round's libdbus work is done.
+    var answered: [(CheckedContinuation<Message, any Error>, Message)] = []
     var subscriptions: [UInt64: Subscription] = [:]
     var nextSubscription: UInt64 = 1
     var inFlight = 0
     var slotWaiters: [CheckedContinuation<Void, Never>] = []
     var slotWaitersHead = 0
     var lastSweep: UInt64 = 0
+    /// When the last call was sent; deadline checks stay on for a while after it.
+    var lastCall: UInt64 = 0
     /// Whether the loop wakes by itself to check call deadlines; when not, a new call wakes it.
     var loopWatchesDeadlines = false
     var closed = false
@@ -50,12 +54,13 @@ extension Connection {
                     if r.closed { return DBusError(.disconnected, "not connected") }
                     var serial: UInt32 = 0
                     // Registered under the lock, so the reply cannot be routed before we know of it.
-                    guard dbus_connection_send(raw, message.raw, &serial) != 0 else {
+                    guard loop.coalescingWakes({ dbus_connection_send(raw, message.raw, &serial) }) != 0 else {
                         return DBusError(.noMemory, "cannot queue message")
                     }
                     r.pending[serial] = Routing.PendingCall(
                         continuation: continuation, deadline: BusLoop.now() + timeoutMs, timeoutMs: timeoutMs)
                     serialBox.withLock { $0 = serial }
+                    r.lastCall = BusLoop.now()
                     wakeLoop = !r.loopWatchesDeadlines
                     return nil
                 }
@@ -133,7 +138,9 @@ extension Connection {
                 .noReply, "no reply within \(call.timeoutMs) ms (the peer did not answer, or the bus dropped the call)"))
         }
         return routing.withLock { r in
-            r.loopWatchesDeadlines = !r.pending.isEmpty
+            // Checks stay on for a second after the last call, so sequential calls do not each
+            // have to wake the loop; an idle connection then sleeps until it has work.
+            r.loopWatchesDeadlines = !r.pending.isEmpty || now < r.lastCall + 1_000
             return r.loopWatchesDeadlines ? 25 : -1
         }
     }
@@ -143,8 +150,8 @@ extension Connection {
         switch message.kind {
         case .methodReturn, .error:
             let serial = message.replySerial
-            if let call = routing.withLock({ $0.pending.removeValue(forKey: serial) }) {
-                call.continuation.resume(returning: message)
+            routing.withLock { r in
+                if let call = r.pending.removeValue(forKey: serial) { r.answered.append((call.continuation, message)) }
             }
         case .signal:
             if message.interface?.rawValue == "org.freedesktop.DBus.Local", message.member?.rawValue == "Disconnected" {
@@ -164,8 +171,23 @@ extension Connection {
         return DBUS_HANDLER_RESULT_HANDLED
     }
 
+    /// Resumes the callers whose replies this dispatch round routed.
+    ///
+    /// Done after the round, not from inside `dbus_connection_dispatch`: a resumed caller sends
+    /// its next call at once, and would otherwise contend with the loop for libdbus's connection
+    /// lock, a futex sleep and wake per call.
+    func resumeAnswered() {
+        let answered = routing.withLock { r -> [(CheckedContinuation<Message, any Error>, Message)] in
+            guard !r.answered.isEmpty else { return [] }
+            defer { r.answered.removeAll(keepingCapacity: true) }
+            return r.answered
+        }
+        for (continuation, message) in answered { continuation.resume(returning: message) }
+    }
+
     /// Ends every call, subscription and waiter: the connection is gone.
     func failEverything(_ error: DBusError) {
+        resumeAnswered()
         let (calls, subscriptions, waiters) = routing.withLock { r in
             r.closed = true
             defer {

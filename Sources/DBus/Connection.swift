@@ -139,7 +139,9 @@ public final class Connection: @unchecked Sendable {
     private func runLoop() {
         loop.run {
             while dbus_connection_dispatch(raw) == DBUS_DISPATCH_DATA_REMAINS {}
-            return sweepExpiredCalls(now: BusLoop.now())
+            let sleep = sweepExpiredCalls(now: BusLoop.now())
+            resumeAnswered()
+            return sleep
         }
         // Flush what was queued (last replies, ReleaseName) before the socket closes.
         dbus_connection_flush(raw)
@@ -176,7 +178,7 @@ public final class Connection: @unchecked Sendable {
     public func send(_ message: Message) throws(DBusError) {
         guard message.serial == 0 else { throw DBusError(.invalidArgs, "message was already sent") }
         guard isConnected else { throw DBusError(.disconnected, "not connected") }
-        guard dbus_connection_send(raw, message.raw, nil) != 0 else {
+        guard loop.coalescingWakes({ dbus_connection_send(raw, message.raw, nil) }) != 0 else {
             throw DBusError(.noMemory, "cannot queue message")
         }
     }

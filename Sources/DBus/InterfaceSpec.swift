@@ -37,17 +37,18 @@ public struct MethodSpec: Sendable {
     public let name: MemberName
     public let inputs: [ArgumentSpec]
     public let outputs: [ArgumentSpec]
+    /// The signature a call must carry (kept, as every call is checked against it).
+    public let inputSignature: Signature
+    /// The signature of the reply.
+    public let outputSignature: Signature
 
     public init(_ name: MemberName, in inputs: [ArgumentSpec] = [], out outputs: [ArgumentSpec] = []) {
         self.name = name
         self.inputs = inputs
         self.outputs = outputs
+        inputSignature = Signature(unchecked: inputs.map(\.type.rawValue).joined())
+        outputSignature = Signature(unchecked: outputs.map(\.type.rawValue).joined())
     }
-
-    /// The signature a call must carry.
-    public var inputSignature: Signature { Signature(unchecked: inputs.map(\.type.rawValue).joined()) }
-    /// The signature of the reply.
-    public var outputSignature: Signature { Signature(unchecked: outputs.map(\.type.rawValue).joined()) }
 }
 
 /// A property: its type, whether it can be written, and how changes are announced.

@@ -69,6 +69,8 @@ public struct ObjectPath: Hashable, Sendable, Comparable, CustomStringConvertibl
 public struct InterfaceName: Hashable, Sendable, Comparable, CustomStringConvertible, ExpressibleByStringLiteral {
     /// The name as a string.
     public let rawValue: String
+    /// For a name libdbus has already validated (a header field of a received message).
+    init(unchecked: String) { self.rawValue = unchecked }
     /// Validates `rawValue`; returns nil when it is not an interface name.
     public init?(_ rawValue: String) {
         guard NameRules.isDottedName(rawValue, allowHyphen: false, allowLeadingDigit: false) else { return nil }
@@ -87,6 +89,8 @@ public struct InterfaceName: Hashable, Sendable, Comparable, CustomStringConvert
 public struct ErrorName: Hashable, Sendable, CustomStringConvertible, ExpressibleByStringLiteral {
     /// The name as a string.
     public let rawValue: String
+    /// For a name libdbus has already validated (a header field of a received message).
+    init(unchecked: String) { self.rawValue = unchecked }
     /// Validates `rawValue`; returns nil when it is not an error name.
     public init?(_ rawValue: String) {
         guard NameRules.isDottedName(rawValue, allowHyphen: false, allowLeadingDigit: false) else { return nil }
@@ -104,6 +108,8 @@ public struct ErrorName: Hashable, Sendable, CustomStringConvertible, Expressibl
 public struct MemberName: Hashable, Sendable, Comparable, CustomStringConvertible, ExpressibleByStringLiteral {
     /// The name as a string.
     public let rawValue: String
+    /// For a name libdbus has already validated (a header field of a received message).
+    init(unchecked: String) { self.rawValue = unchecked }
     /// Validates `rawValue`; returns nil when it is not a member name.
     public init?(_ rawValue: String) {
         guard NameRules.isElement(Array(rawValue.utf8)[...], allowHyphen: false, allowLeadingDigit: false),
@@ -124,6 +130,8 @@ public struct MemberName: Hashable, Sendable, Comparable, CustomStringConvertibl
 public struct BusName: Hashable, Sendable, CustomStringConvertible, ExpressibleByStringLiteral {
     /// The name as a string.
     public let rawValue: String
+    /// For a name libdbus has already validated (a header field of a received message).
+    init(unchecked: String) { self.rawValue = unchecked }
 
     /// The message bus itself.
     public static let bus: BusName = "org.freedesktop.DBus"
