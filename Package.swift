@@ -21,18 +21,26 @@ let package = Package(
         // C libraries: imported only by their one wrapper module each.
         .systemLibrary(name: "CDBus", pkgConfig: "dbus-1", providers: [.apt(["libdbus-1-dev"])]),
         .systemLibrary(name: "CDevMapper", pkgConfig: "devmapper", providers: [.apt(["libdevmapper-dev"])]),
+        .systemLibrary(name: "CBtrfs"),
 
         .target(name: "DBus", dependencies: ["CDBus"], swiftSettings: strict),
         .target(name: "DeviceMapper", dependencies: ["CDevMapper"], swiftSettings: strict),
+        .target(name: "Btrfs", dependencies: ["CBtrfs"], swiftSettings: strict),
         .target(
             name: "ShadowCopyCore",
             dependencies: [.product(name: "Logging", package: "swift-log")],
             swiftSettings: strict
         ),
+        // The built-in providers: btrfs today, device-mapper next.
+        .target(
+            name: "ShadowCopyProviders",
+            dependencies: ["ShadowCopyCore", "Btrfs", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strict
+        ),
         .target(
             name: "ShadowCopyService",
             dependencies: [
-                "DBus", "ShadowCopyCore", "DeviceMapper",
+                "DBus", "ShadowCopyCore", "ShadowCopyProviders", "DeviceMapper",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict

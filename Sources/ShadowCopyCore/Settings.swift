@@ -13,6 +13,12 @@ public struct CoordinatorSettings: Sendable, Equatable {
     public var maxWritersPerOwner: Int = 64
     /// Most writers registered in all.
     public var maxWriters: Int = 1024
+    /// Longest a writer may take to answer an event other than Freeze (Identify, PrepareForBackup...).
+    public var writerEventTimeoutMs: UInt32 = 60_000
+    /// A set whose requester does nothing with it for this long is aborted (VSS: 10 minutes).
+    public var idleSetTimeoutMs: UInt32 = 600_000
+    /// Where snapshots are exposed; `Expose` never mounts outside it.
+    public var exposeRoot: String = "/run/shadowcopy"
 
     public init() {}
 }

@@ -17,6 +17,24 @@ public struct ShadowCopyError: Error, Sendable, Equatable, CustomStringConvertib
         case alreadyExists = "AlreadyExists"
         /// A configured limit would be exceeded.
         case limitExceeded = "LimitExceeded"
+        /// Another set is between StartSnapshotSet and the end of its DoSnapshotSet.
+        case snapshotSetInProgress = "SnapshotSetInProgress"
+        /// No provider can copy this volume.
+        case volumeNotSupported = "VolumeNotSupported"
+        /// The call does not fit the set's state (VSS_E_BAD_STATE): out of order, or the set is busy.
+        case badState = "BadState"
+        /// The job was cancelled by its requester.
+        case cancelled = "Cancelled"
+        /// A writer or a provider did not answer in time; the set was aborted.
+        case timeout = "Timeout"
+        /// A writer vetoed, asking for a retry later (VSS_E_WRITERERROR_RETRYABLE).
+        case writerRetryable = "WriterRetryable"
+        /// A writer vetoed for good (VSS_E_WRITERERROR_NONRETRYABLE).
+        case writerNonRetryable = "WriterNonRetryable"
+        /// A writer lacked memory or another resource (VSS_E_WRITERERROR_OUTOFRESOURCES).
+        case writerOutOfResources = "WriterOutOfResources"
+        /// A writer's data would not be consistent in the copy (VSS_E_WRITERERROR_INCONSISTENTSNAPSHOT).
+        case writerInconsistentSnapshot = "WriterInconsistentSnapshot"
         /// Something failed that the caller could not have prevented.
         case failed = "Failed"
     }
@@ -34,4 +52,7 @@ public struct ShadowCopyError: Error, Sendable, Equatable, CustomStringConvertib
     public static func invalidArgs(_ message: String) -> Self { Self(.invalidArgs, message) }
     public static func notSupported(_ message: String) -> Self { Self(.notSupported, message) }
     public static func notFound(_ message: String) -> Self { Self(.notFound, message) }
+    public static func alreadyExists(_ message: String) -> Self { Self(.alreadyExists, message) }
+    public static func badState(_ message: String) -> Self { Self(.badState, message) }
+    public static func failed(_ message: String) -> Self { Self(.failed, message) }
 }

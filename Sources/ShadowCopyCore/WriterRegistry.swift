@@ -76,6 +76,14 @@ public final class WriterRegistry: Sendable {
         }
     }
 
+    /// Records writer `id`'s state in the sequence and its last failure (kept until the next one).
+    public func update(_ id: Identifier, state: WriterState, error: String? = nil) {
+        self.state.withLock { s in
+            s.writers[id]?.state = state
+            if let error { s.writers[id]?.lastError = error }
+        }
+    }
+
     /// The record of writer `id`.
     public func writer(_ id: Identifier) -> WriterRecord? { state.withLock { $0.writers[id] } }
 

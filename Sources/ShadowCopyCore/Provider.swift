@@ -1,0 +1,75 @@
+/// What a provider is, as `providers/<name>` shows it (VSS_PROVIDER_PROP).
+public struct ProviderInfo: Sendable, Equatable {
+    public let name: String
+    public let id: Identifier
+    /// `software`, `hardware` or `external` (registered over D-Bus).
+    public let type: String
+    public let version: String
+
+    public init(name: String, id: Identifier, type: String, version: String) {
+        self.name = name
+        self.id = id
+        self.type = type
+        self.version = version
+    }
+}
+
+/// One copy as its provider reports it after commit.
+public struct CommittedCopy: Sendable, Equatable {
+    /// The copy's block device, empty when the provider has none (btrfs).
+    public var device: String
+    /// Where the copy can be read as files before it is exposed (a btrfs snapshot directory).
+    public var location: String
+    /// Consistency the provider gives by itself: `filesystem` when it quiesced or copied the
+    /// filesystem atomically, `crash` when it copied blocks of a live filesystem.
+    public var consistency: Consistency
+
+    public init(device: String, location: String, consistency: Consistency) {
+        self.device = device
+        self.location = location
+        self.consistency = consistency
+    }
+}
+
+/// How consistent a copy is, from best to worst.
+public enum Consistency: String, Sendable, Comparable, CaseIterable {
+    case application
+    case filesystem
+    case crash
+
+    private var rank: Int {
+        switch self {
+        case .application: 0
+        case .filesystem: 1
+        case .crash: 2
+        }
+    }
+
+    public static func < (lhs: Self, rhs: Self) -> Bool { lhs.rank < rhs.rank }
+}
+
+/// A snapshot provider, built in or external: the steps of IVssProviderCreateSnapshotSet.
+///
+/// The coordinator calls `beginPrepare` for each volume of a set, then `endPrepare`,
+/// `preCommit`, `commit` (while writes are held, so it must be quick), `postCommit`, and on any
+/// failure `abort`, which must undo everything the provider did for the set.
+public protocol SnapshotProvider: Sendable {
+    var info: ProviderInfo { get }
+
+    /// The canonical name of `volume` when this provider can copy it; nil when it cannot.
+    /// Throws for input that is not a volume at all.
+    func canonicalVolume(_ volume: String) throws(ShadowCopyError) -> String?
+
+    func beginPrepare(set: Identifier, snapshot: Identifier, volume: String) async throws(ShadowCopyError)
+    func endPrepare(set: Identifier) async throws(ShadowCopyError)
+    func preCommit(set: Identifier) async throws(ShadowCopyError)
+    func commit(set: Identifier) async throws(ShadowCopyError)
+    func postCommit(set: Identifier) async throws(ShadowCopyError) -> [Identifier: CommittedCopy]
+    /// Undoes whatever was done for `set` so far; never fails (it logs what it could not undo).
+    func abort(set: Identifier) async
+
+    /// Deletes one committed copy.
+    func delete(snapshot: Identifier, volume: String) async throws(ShadowCopyError)
+    /// Mounts the copy read-only, nosuid, nodev, noexec at `path` (an empty directory).
+    func expose(snapshot: Identifier, copy: CommittedCopy, at path: String) throws(ShadowCopyError)
+}

@@ -1,0 +1,114 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Btrfs
+import Logging
+import ShadowCopyCore
+import Synchronization
+
+/// The `btrfs` provider: a volume is a mounted btrfs subvolume; a copy is a read-only snapshot
+/// made by the kernel's snapshot ioctl into the hidden folder `.shadowcopy` of that subvolume.
+///
+/// btrfs makes a snapshot atomically from a committed transaction, so the provider holds no
+/// writes itself: it never freezes the filesystem (FIFREEZE followed by a btrfs snapshot blocks
+/// until thaw).
+public final class BtrfsProvider: SnapshotProvider {
+    public let info = ProviderInfo(
+        name: "btrfs", id: Identifier("8e0e2a3c-54b1-4a4e-9a57-1d2b6c4f7e01")!, type: "software", version: shadowCopyVersion)
+
+    /// The hidden folder, inside each volume, that holds its copies.
+    public static let folder = ".shadowcopy"
+
+    private struct Pending: Sendable {
+        var volumes: [(snapshot: Identifier, volume: String)] = []
+        var made: [Identifier: String] = [:]
+    }
+
+    private let sets = Mutex<[Identifier: Pending]>([:])
+    private let logger: Logger
+
+    public init(logger: Logger) {
+        self.logger = logger
+    }
+
+    public func canonicalVolume(_ volume: String) throws(ShadowCopyError) -> String? {
+        guard let resolved = realpath(volume, nil) else {
+            throw ShadowCopyError(.notFound, "\(volume): \(String(cString: strerror(errno)))")
+        }
+        defer { free(resolved) }
+        let canonical = String(cString: resolved)
+        do {
+            return try Btrfs.isSubvolumeRoot(canonical) ? canonical : nil
+        } catch {
+            // Not a directory (a block device, say) is simply not a btrfs volume.
+            return nil
+        }
+    }
+
+    public func beginPrepare(set: Identifier, snapshot: Identifier, volume: String) async throws(ShadowCopyError) {
+        let folder = volume + "/" + BtrfsProvider.folder
+        if mkdir(folder, 0o700) != 0, errno != EEXIST {
+            throw .failed("cannot make \(folder): \(String(cString: strerror(errno)))")
+        }
+        var info = stat()
+        guard lstat(folder, &info) == 0, info.st_mode & S_IFMT == S_IFDIR else {
+            throw .failed("\(folder) is not a directory (a symlink is refused)")
+        }
+        sets.withLock { $0[set, default: Pending()].volumes.append((snapshot, volume)) }
+    }
+
+    public func endPrepare(set: Identifier) async throws(ShadowCopyError) {}
+    public func preCommit(set: Identifier) async throws(ShadowCopyError) {}
+
+    public func commit(set: Identifier) async throws(ShadowCopyError) {
+        let volumes = sets.withLock { $0[set]?.volumes ?? [] }
+        for (snapshot, volume) in volumes {
+            let folder = volume + "/" + BtrfsProvider.folder
+            do {
+                try Btrfs.snapshot(volume, into: folder, name: snapshot.hex, readOnly: true)
+            } catch {
+                throw .failed("btrfs: \(error)")
+            }
+            sets.withLock { $0[set]?.made[snapshot] = folder + "/" + snapshot.hex }
+        }
+    }
+
+    public func postCommit(set: Identifier) async throws(ShadowCopyError) -> [Identifier: CommittedCopy] {
+        let made = sets.withLock { $0.removeValue(forKey: set)?.made ?? [:] }
+        return made.mapValues { CommittedCopy(device: "", location: $0, consistency: .filesystem) }
+    }
+
+    public func abort(set: Identifier) async {
+        guard let pending = sets.withLock({ $0.removeValue(forKey: set) }) else { return }
+        for (snapshot, volume) in pending.volumes where pending.made[snapshot] != nil {
+            do {
+                try Btrfs.deleteSubvolume(snapshot.hex, in: volume + "/" + BtrfsProvider.folder)
+            } catch {
+                logger.error("abort: cannot delete a copy", metadata: ["snapshot": "\(snapshot)", "error": "\(error)"])
+            }
+        }
+    }
+
+    public func delete(snapshot: Identifier, volume: String) async throws(ShadowCopyError) {
+        do {
+            try Btrfs.deleteSubvolume(snapshot.hex, in: volume + "/" + BtrfsProvider.folder)
+        } catch where error.errno == ENOENT {
+            logger.notice("copy already gone", metadata: ["snapshot": "\(snapshot)"])
+        } catch {
+            throw .failed("btrfs: \(error)")
+        }
+    }
+
+    public func expose(snapshot: Identifier, copy: CommittedCopy, at path: String) throws(ShadowCopyError) {
+        guard mount(copy.location, path, nil, UInt(MS_BIND), nil) == 0 else {
+            throw .failed("cannot bind \(copy.location) on \(path): \(String(cString: strerror(errno)))")
+        }
+        // A bind mount takes its flags only on a remount.
+        let flags = UInt(MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC)
+        guard mount(nil, path, nil, flags, nil) == 0 else {
+            let error = errno
+            umount2(path, Int32(MNT_DETACH))
+            throw .failed("cannot make \(path) read-only: \(String(cString: strerror(error)))")
+        }
+    }
+}
