@@ -15,14 +15,36 @@ public enum ShadowCopyBus {
         ObjectPath("/org/shadowcopy/ShadowCopy1/writers/" + id.hex)!
     }
 
+    /// The object path of snapshot set `id`.
+    public static func setPath(_ id: Identifier) -> ObjectPath { ObjectPath("/org/shadowcopy/ShadowCopy1/sets/" + id.hex)! }
+    /// The object path of snapshot `id`.
+    public static func snapshotPath(_ id: Identifier) -> ObjectPath {
+        ObjectPath("/org/shadowcopy/ShadowCopy1/snapshots/" + id.hex)!
+    }
+    /// The object path of job `number`.
+    public static func jobPath(_ number: UInt64) -> ObjectPath { ObjectPath("/org/shadowcopy/ShadowCopy1/jobs/\(number)")! }
+    /// The object path of provider `name`.
+    public static func providerPath(_ name: String) -> ObjectPath {
+        ObjectPath("/org/shadowcopy/ShadowCopy1/providers/" + name.replacingDashes())!
+    }
+
     /// The writer id of `path`, when it is a writer's path.
-    public static func writerID(_ path: ObjectPath) -> Identifier? {
-        let prefix = "/org/shadowcopy/ShadowCopy1/writers/"
+    public static func writerID(_ path: ObjectPath) -> Identifier? { id(path, under: "writers") }
+    /// The set id of `path`, when it is a set's path.
+    public static func setID(_ path: ObjectPath) -> Identifier? { id(path, under: "sets") }
+
+    private static func id(_ path: ObjectPath, under kind: String) -> Identifier? {
+        let prefix = "/org/shadowcopy/ShadowCopy1/\(kind)/"
         guard path.rawValue.hasPrefix(prefix) else { return nil }
         let hex = String(path.rawValue.dropFirst(prefix.count))
         guard hex.utf8.count == 32, let id = Identifier(hex), id.hex == hex else { return nil }
         return id
     }
+}
+
+extension String {
+    /// Object path elements take `[A-Za-z0-9_]`: provider names such as `dm-snapshot` use `_`.
+    func replacingDashes() -> String { String(map { $0 == "-" ? "_" : $0 }) }
 }
 
 extension ShadowCopyError: DBusErrorConvertible {

@@ -17,10 +17,36 @@ struct CoordinatorAdapter: Sendable {
             i.property("HoldWritesTimeoutMs", get: { .uint32(settings.holdWritesTimeoutMs) })
             i.property("MaxVolumesPerSet", get: { .uint32(settings.maxVolumesPerSet) })
             i.property("MaxSnapshotsPerVolume", get: { .uint32(settings.maxSnapshotsPerVolume) })
-            i.property("ActiveSet", get: { .objectPath(.root) })
+            let engine = server.engine
+            i.property("ActiveSet", get: { .objectPath(engine.activeSet.map(ShadowCopyBus.setPath) ?? .root) })
 
             i.method("RegisterWriter") { call in try await registerWriter(call) }
             i.method("UnregisterWriter") { call in try unregisterWriter(call) }
+            i.method("StartSnapshotSet") { call in try await startSet(call, restore: false) }
+            i.method("StartRestore") { call in try await startSet(call, restore: true) }
+            i.method("Query") { call in
+                let filter = try Options(call[0], accepted: ["volume": "s", "set": "o"], method: "Query")
+                let set = try filter.setID("set")
+                let volume = try filter.string("volume").map { v throws(ShadowCopyError) in try engine.provider(for: v).1 }
+                return [.objectPaths(engine.query(volume: volume, set: set).map { ShadowCopyBus.snapshotPath($0.id) })]
+            }
+            i.method("DeleteSnapshots") { call in
+                let options = try Options(call[0], accepted: ["volume": "s", "set": "o", "oldest": "b", "all": "b"],
+                                          method: "DeleteSnapshots")
+                let volume = try options.string("volume").map { v throws(ShadowCopyError) in try engine.provider(for: v).1 }
+                let count = try await engine.deleteSnapshots(
+                    try await call.caller(), volume: volume, set: try options.setID("set"),
+                    oldest: options.bool("oldest") ?? false, all: options.bool("all") ?? false)
+                return [.uint32(count)]
+            }
+            i.method("IsVolumeSupported") { call in
+                try Options.none(call[1], "IsVolumeSupported")
+                switch Result(catching: { () throws(ShadowCopyError) in try engine.provider(for: call[0].string ?? "") }) {
+                case .success(let (provider, _)): return [.bool(true), .string(provider.info.name)]
+                case .failure(let error) where error.code == .volumeNotSupported: return [.bool(false), .string("")]
+                case .failure(let error): throw error
+                }
+            }
 
             // Parts of the contract that later versions build; they say so by name.
             for (method, what) in CoordinatorAdapter.notYet {
@@ -32,13 +58,8 @@ struct CoordinatorAdapter: Sendable {
     }
 
     static let notYet: [(MemberName, String)] = [
-        ("StartSnapshotSet", "snapshot sets arrive with the snapshot-set engine"),
-        ("StartRestore", "restores arrive with the snapshot-set engine"),
-        ("RegisterProvider", "external providers arrive with the snapshot-set engine"),
-        ("UnregisterProvider", "external providers arrive with the snapshot-set engine"),
-        ("Query", "snapshots arrive with the snapshot-set engine"),
-        ("DeleteSnapshots", "snapshots arrive with the snapshot-set engine"),
-        ("IsVolumeSupported", "providers arrive with the snapshot-set engine"),
+        ("RegisterProvider", "external providers are not served yet; the built-in btrfs provider is"),
+        ("UnregisterProvider", "external providers are not served yet; the built-in btrfs provider is"),
         ("AddShadowStorage", "shadow storage arrives with the device-mapper providers"),
     ]
 
@@ -58,6 +79,19 @@ struct CoordinatorAdapter: Sendable {
         registration.freezeTimeoutMs = options.uint32("freeze-timeout-ms")
         let record = try server.registerWriter(registration, owner: call.sender, path: path)
         return [.objectPath(ShadowCopyBus.writerPath(record.id))]
+    }
+
+    private func startSet(_ call: MethodCall, restore: Bool) async throws -> [Value] {
+        let method = restore ? "StartRestore" : "StartSnapshotSet"
+        let options = try Options(call[0], accepted: [
+            "context": "s", "backup-type": "s", "persistent": "b", "auto-release": "b", "description": "s", "wait-ms": "u",
+        ], method: method)
+        let id = try await server.engine.startSet(
+            caller: try await call.caller(), context: try options.choice("context", as: SetContext.self) ?? .backup,
+            backupType: try options.choice("backup-type", as: BackupType.self) ?? .full,
+            persistent: options.bool("persistent") ?? false, autoRelease: options.bool("auto-release") ?? true,
+            description: options.string("description") ?? "", restore: restore, waitMs: options.uint32("wait-ms") ?? 0)
+        return [.objectPath(ShadowCopyBus.setPath(id))]
     }
 
     private func unregisterWriter(_ call: MethodCall) throws -> [Value] {

@@ -41,6 +41,15 @@ struct Options {
         return choice
     }
 
+    /// An object-path option naming a snapshot set.
+    func setID(_ key: String) throws(ShadowCopyError) -> Identifier? {
+        guard let value = values[key] else { return nil }
+        guard let path = value.objectPath, let id = ShadowCopyBus.setID(path) else {
+            throw .invalidArgs("option '\(key)' must be a snapshot set object (sets/<id>)")
+        }
+        return id
+    }
+
     /// A UUID option in canonical form.
     func identifier(_ key: String) throws(ShadowCopyError) -> Identifier? {
         guard let text = string(key) else { return nil }

@@ -11,14 +11,21 @@ public final class ShadowCopyServer: Sendable {
     public let connection: Connection
     public let settings: CoordinatorSettings
     let writers: WriterRegistry
+    /// Sets, snapshots, jobs and the sequence; this class only puts them on the bus.
+    public let engine: SnapshotEngine
     let logger: Logger
     private let ownerWatch = Mutex<Task<Void, Never>?>(nil)
 
-    public init(connection: Connection, settings: CoordinatorSettings, logger: Logger) {
+    public init(connection: Connection, settings: CoordinatorSettings, providers: [any SnapshotProvider],
+                logger: Logger) {
         self.connection = connection
         self.settings = settings
         self.writers = WriterRegistry(settings: settings)
         self.logger = logger
+        let mirror = BusMirror(connection: connection, logger: logger)
+        engine = SnapshotEngine(settings: settings, writers: writers, transport: DBusWriterTransport(connection: connection),
+                                providers: providers, observer: mirror, logger: logger)
+        mirror.bind(engine)
     }
 
     /// Why the daemon could not take its place on the bus.
@@ -30,6 +37,10 @@ public final class ShadowCopyServer: Sendable {
     public func start() async throws {
         try connection.objects.export(ShadowCopyBus.root, [CoordinatorAdapter(server: self).interface()])
         connection.objects.addObjectManager(at: ShadowCopyBus.root)
+        for provider in engine.providers {
+            try connection.objects.export(ShadowCopyBus.providerPath(provider.info.name),
+                                          [ProviderAdapter.interface(provider.info)])
+        }
         try await followDisconnects()
         let reply = try await connection.requestName(ShadowCopyBus.name, flags: [.doNotQueue])
         guard reply == .primaryOwner || reply == .alreadyOwner else {
@@ -39,6 +50,12 @@ public final class ShadowCopyServer: Sendable {
         logger.info("serving on the bus", metadata: [
             "name": "\(ShadowCopyBus.name)", "unique-name": "\(connection.uniqueName)",
         ])
+    }
+
+    /// Ends every set before the daemon stops: in-progress ones are aborted, writers get
+    /// BackupShutdown, and non-persistent copies are deleted (they do not outlive the service).
+    public func shutdown() async {
+        await engine.shutdown()
     }
 
     /// Stops following owners; the caller closes the connection, which gives the name back.
@@ -97,6 +114,8 @@ public final class ShadowCopyServer: Sendable {
     }
 
     private func ownerVanished(_ owner: String) {
+        // A requester's auto-release sets die with its connection.
+        Task { [engine] in await engine.requesterVanished(owner) }
         for record in writers.removeAll(ownedBy: owner) {
             connection.objects.unexport(ShadowCopyBus.writerPath(record.id))
             logger.info("writer gone with its connection", metadata: [

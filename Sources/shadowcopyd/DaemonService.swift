@@ -3,6 +3,7 @@ import DeviceMapper
 import Logging
 import ServiceLifecycle
 import ShadowCopyCore
+import ShadowCopyProviders
 import ShadowCopyService
 import Synchronization
 
@@ -34,7 +35,8 @@ struct DaemonService: Service {
             "version": "\(shadowCopyVersion)", "libdevmapper": "\(DeviceMapper.libraryVersion())",
             "device-mapper": "\(DeviceMapper.kernelSupport ? "available" : "absent from this kernel")",
         ])
-        let server = ShadowCopyServer(connection: connection, settings: settings, logger: logger)
+        let server = ShadowCopyServer(connection: connection, settings: settings,
+                                      providers: [BtrfsProvider(logger: logger)], logger: logger)
         do {
             try await server.start()
         } catch {
@@ -46,8 +48,12 @@ struct DaemonService: Service {
             await connection.closed()
         } onGracefulShutdown: {
             stopping.withLock { $0 = true }
-            server.stop()
-            connection.close()
+            // Sets in progress are aborted (their writers thawed) while the bus is still there.
+            Task {
+                await server.shutdown()
+                server.stop()
+                connection.close()
+            }
         }
         if !stopping.withLock({ $0 }) {
             connection.close()

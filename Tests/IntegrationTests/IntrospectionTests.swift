@@ -35,6 +35,32 @@ struct IntrospectionTests {
             let registered = "org.shadowcopy.ShadowCopy1.RegisteredWriter"
             let servedWriter = try #require(Self.element(registered, in: writerXML))
             #expect(servedWriter == Self.element(registered, in: try Self.contractFile(registered)))
+
+            // A set, a job, and the built-in provider: objects of the engine.
+            let set = try await RequesterSet.start(c)
+            let job = try #require(try await set.call("GatherWriterMetadata").first?.objectPath)
+            let provider: ObjectPath = "/org/shadowcopy/ShadowCopy1/providers/btrfs"
+            for (path, interface) in [(set.path, "SnapshotSet"), (job, "Job"), (provider, "RegisteredProvider")] {
+                let name = "org.shadowcopy.ShadowCopy1.\(interface)"
+                let xml = try await SC.call(c, "Introspect", path: path, interface: "org.freedesktop.DBus.Introspectable")[0].string!
+                let served = try #require(Self.element(name, in: xml), "\(name) on \(path)")
+                #expect(served == Self.element(name, in: try Self.contractFile(name)), "\(name)")
+            }
+        }
+    }
+
+    @Test func aSnapshotObjectServesItsContractFile() async throws {
+        try await LoopVolume.with { volume in
+            try await DaemonFixture.with { fixture in
+                let c = try fixture.client()
+                defer { c.close() }
+                let set = try await RequesterSet.start(c, [("context", .string("file-share-backup"))])
+                let snapshot = try #require(try await set.call("AddVolume", [.string(volume.mountPoint), .vardict([])]).first?.objectPath)
+                let name = "org.shadowcopy.ShadowCopy1.Snapshot"
+                let xml = try await SC.call(c, "Introspect", path: snapshot, interface: "org.freedesktop.DBus.Introspectable")[0].string!
+                #expect(Self.element(name, in: xml) == Self.element(name, in: try Self.contractFile(name)))
+                _ = try await set.call("Delete")
+            }
         }
     }
 

@@ -138,11 +138,9 @@ struct WriterRegistrationTests {
             let c = try fixture.client()
             defer { c.close() }
             let options = Value.vardict([])
+            // What the engine serves is tested in SnapshotSetTests; these still wait for their issues.
             let calls: [(MemberName, [Value])] = [
-                ("StartSnapshotSet", [options]), ("StartRestore", [options]),
                 ("RegisterProvider", [.objectPath("/p"), options]), ("UnregisterProvider", [.objectPath("/p")]),
-                ("Query", [options]), ("DeleteSnapshots", [options]),
-                ("IsVolumeSupported", [.string("/srv"), options]),
                 ("AddShadowStorage", [.string("/srv"), .string("/var"), .uint64(1 << 30), options]),
             ]
             for (member, args) in calls {

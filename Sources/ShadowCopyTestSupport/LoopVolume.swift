@@ -1,0 +1,97 @@
+import Foundation
+
+/// A real filesystem on a loop device, mounted in a scratch directory; ``remove()`` (always
+/// called, through ``with(_:_:)``) unmounts it and frees the loop device and the image.
+public final class LoopVolume: @unchecked Sendable {
+    public let image: URL
+    public let device: String
+    public let mountPoint: String
+
+    /// Makes a `sizeMiB` image, attaches it, makes `filesystem` on it and mounts it.
+    public init(filesystem: String = "btrfs", sizeMiB: Int = 256) throws {
+        let scratch = FileManager.default.temporaryDirectory
+            .appendingPathComponent("shadowcopy-vol-\(UInt32.random(in: 0...UInt32.max))")
+        try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)
+        image = scratch.appendingPathComponent("image")
+        mountPoint = scratch.appendingPathComponent("mnt").path
+        try FileManager.default.createDirectory(atPath: mountPoint, withIntermediateDirectories: true)
+        let truncate = try Tool.run("/usr/bin/truncate", ["-s", "\(sizeMiB)M", image.path])
+        guard truncate.status == 0 else { throw HarnessError("truncate: \(truncate.stderr)") }
+        let attach = try Tool.run("/usr/sbin/losetup", ["--find", "--show", image.path])
+        guard attach.status == 0 else { throw HarnessError("losetup: \(attach.stderr)") }
+        device = attach.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        do {
+            let mkfs = try Tool.run("/usr/sbin/mkfs.\(filesystem)", filesystem == "btrfs" ? ["-q", device] : ["-q", "-F", device])
+            guard mkfs.status == 0 else { throw HarnessError("mkfs.\(filesystem): \(mkfs.stderr)") }
+            let mount = try Tool.run("/usr/bin/mount", [device, mountPoint])
+            guard mount.status == 0 else { throw HarnessError("mount: \(mount.stderr)") }
+        } catch {
+            remove()
+            throw error
+        }
+    }
+
+    /// Runs `body` with a fresh volume and removes the volume afterwards, whatever happens.
+    public static func with<R>(filesystem: String = "btrfs", _ body: (LoopVolume) async throws -> R) async throws -> R {
+        let volume = try LoopVolume(filesystem: filesystem)
+        defer { volume.remove() }
+        return try await body(volume)
+    }
+
+    /// Unmounts (anything still mounted below first), detaches and deletes.
+    public func remove() {
+        _ = try? Tool.run("/usr/bin/umount", ["--recursive", "--lazy", mountPoint])
+        _ = try? Tool.run("/usr/sbin/losetup", ["--detach", device])
+        try? FileManager.default.removeItem(at: image.deletingLastPathComponent())
+    }
+
+    /// Names of the subvolumes btrfs still lists under the volume (copies left behind show here).
+    public func subvolumes() throws -> [String] {
+        let list = try Tool.run("/usr/bin/btrfs", ["subvolume", "list", "-o", mountPoint])
+        return list.stdout.split(separator: "\n").compactMap { $0.split(separator: " ").last.map(String.init) }
+    }
+}
+
+/// The example Python writer (examples/python-writer.py) as a process on a private bus.
+public final class PythonWriter: @unchecked Sendable {
+    public let process: ChildProcess
+    public let logPath: String
+    public let name: String
+
+    /// Starts the writer and waits until it registered; `extra` are more of its options.
+    public init(bus: PrivateBus, name: String, level: String = "front-end", extra: [String] = []) async throws {
+        self.name = name
+        logPath = bus.directory.appendingPathComponent("writer-\(name).log").path
+        _ = FileManager.default.createFile(atPath: logPath, contents: nil)
+        var environment = ProcessInfo.processInfo.environment
+        environment["DBUS_SYSTEM_BUS_ADDRESS"] = bus.address
+        let script = ProjectPaths.root.appendingPathComponent("examples/python-writer.py").path
+        process = try ChildProcess("/usr/bin/python3", [script, "--name", name, "--level", level, "--log", logPath] + extra,
+                                   environment: environment, stdout: logPath + ".out", stderr: logPath + ".out")
+        let start = ContinuousClock.now
+        while !events.contains(where: { $0.hasPrefix("registered") }) {
+            guard process.isRunning else {
+                throw HarnessError("writer \(name) exited: \((try? String(contentsOfFile: logPath + ".out", encoding: .utf8)) ?? "")")
+            }
+            guard ContinuousClock.now - start < .seconds(20) else { throw HarnessError("writer \(name) did not register") }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+    }
+
+    /// The events the writer logged, in order, with the monotonic time (ns) it logged each.
+    public var timedEvents: [(UInt64, String)] {
+        ((try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "").split(separator: "\n").compactMap { line in
+            guard let space = line.firstIndex(of: " "), let time = UInt64(line[..<space]) else { return nil }
+            return (time, String(line[line.index(after: space)...]))
+        }
+    }
+
+    /// The events the writer logged, in order.
+    public var events: [String] { timedEvents.map(\.1) }
+
+    /// When the writer logged `event` first.
+    public func time(of event: String) -> UInt64? { timedEvents.first { $0.1 == event }?.0 }
+
+    /// Stops the writer (SIGKILL when asked, as a crash).
+    public func stop(signal: Int32 = SIGTERM) { _ = process.stop(signal: signal) }
+}
