@@ -7,17 +7,29 @@ extension SnapshotEngine {
     /// Abort: writers get Abort, the set's copies are deleted, nothing half-made stays.
     /// The requester may abort its set; root may abort any.
     public func abort(_ id: Identifier, _ caller: Caller) async throws(ShadowCopyError) {
-        let running: Job? = try withSet(id, caller, rootMay: true) { set throws(ShadowCopyError) in
+        try withSet(id, caller, rootMay: true) { set throws(ShadowCopyError) in
             guard set.state != .aborted else { throw .badState("the set is already aborted") }
-            return nil
-        } ?? state.withLock { s in s.jobs.values.first { $0.set == id && $0.status.state == .running } }
-        if let running {
-            // The job aborts the set itself, and reaches every writer, when it sees the cancel.
-            running.cancel()
-            _ = await running.wait(timeoutMs: UInt32.max)
-            if set(id)?.state == .aborted { return }
         }
+        // A running job aborts the set itself, reaching every writer, when it sees the cancel.
+        await cancelJobs(of: id)
         await abortSet(id, reason: ShadowCopyError(.cancelled, "aborted by \(caller.name)"))
+    }
+
+    /// Cancels the set's running jobs and waits until they ended.
+    private func cancelJobs(of id: Identifier) async {
+        let running = state.withLock { s in s.jobs.values.filter { $0.set == id && $0.status.state == .running } }
+        for job in running {
+            job.cancel()
+            _ = await job.wait(timeoutMs: UInt32.max)
+        }
+    }
+
+    /// Ends what runs on set `id` and aborts it when it is still being made.
+    private func stopInProgress(_ id: Identifier, reason: ShadowCopyError) async {
+        await cancelJobs(of: id)
+        if let set = set(id), [.created, .metadataGathered, .prepared, .snapshotting].contains(set.state) {
+            await abortSet(id, reason: reason)
+        }
     }
 
     /// Aborts set `id` whatever its state: Abort to every writer that heard of it, provider abort,
@@ -54,14 +66,7 @@ extension SnapshotEngine {
     public func requesterVanished(_ name: String) async {
         let sets = state.withLock { s in s.sets.values.filter { $0.requester == name && $0.autoRelease }.map(\.id) }
         for id in sets {
-            let running = state.withLock { s in s.jobs.values.filter { $0.set == id && $0.status.state == .running } }
-            for job in running {
-                job.cancel()
-                _ = await job.wait(timeoutMs: UInt32.max)
-            }
-            if let set = set(id), [.created, .metadataGathered, .prepared, .snapshotting].contains(set.state) {
-                await abortSet(id, reason: ShadowCopyError(.cancelled, "requester \(name) left the bus"))
-            }
+            await stopInProgress(id, reason: ShadowCopyError(.cancelled, "requester \(name) left the bus"))
             logger.info("requester left; releasing its set", metadata: ["set": "\(id)", "requester": "\(name)"])
             await release(id, keepPersistent: true)
         }
@@ -71,14 +76,7 @@ extension SnapshotEngine {
     public func shutdown() async {
         let ids = state.withLock { Array($0.sets.keys) }
         for id in ids {
-            let running = state.withLock { s in s.jobs.values.filter { $0.set == id && $0.status.state == .running } }
-            for job in running {
-                job.cancel()
-                _ = await job.wait(timeoutMs: UInt32.max)
-            }
-            if let set = set(id), [.created, .metadataGathered, .prepared, .snapshotting].contains(set.state) {
-                await abortSet(id, reason: ShadowCopyError(.cancelled, "shadowcopyd is stopping"))
-            }
+            await stopInProgress(id, reason: ShadowCopyError(.cancelled, "shadowcopyd is stopping"))
             await release(id, keepPersistent: true)
         }
     }
