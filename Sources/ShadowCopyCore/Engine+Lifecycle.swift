@@ -72,6 +72,25 @@ extension SnapshotEngine {
         }
     }
 
+    /// Aborts sets their requester left idle past `IdleSetTimeoutMs` (VSS: 10 minutes) while
+    /// they hold the creation slot or wait for BackupComplete; runs until the task is cancelled.
+    public func watchIdleSets() async {
+        let period = Duration.milliseconds(Int(min(max(settings.idleSetTimeoutMs / 4, 50), 30_000)))
+        while (try? await Task.sleep(for: period)) != nil {
+            let now = Clock.monotonicMs()
+            let idle = state.withLock { s in
+                s.sets.values.filter { set in
+                    set.busyWith == nil && [.created, .metadataGathered, .prepared].contains(set.state)
+                        && now - set.lastActivity > UInt64(settings.idleSetTimeoutMs)
+                }.map(\.id)
+            }
+            for id in idle {
+                await abortSet(id, reason: ShadowCopyError(
+                    .timeout, "the requester left the set idle for more than \(settings.idleSetTimeoutMs) ms"))
+            }
+        }
+    }
+
     /// The service stops: every set ends as if its requester had left, auto-release or not.
     public func shutdown() async {
         let ids = state.withLock { Array($0.sets.keys) }

@@ -15,6 +15,7 @@ public final class ShadowCopyServer: Sendable {
     public let engine: SnapshotEngine
     let logger: Logger
     private let ownerWatch = Mutex<Task<Void, Never>?>(nil)
+    private let idleWatch = Mutex<Task<Void, Never>?>(nil)
 
     public init(connection: Connection, settings: CoordinatorSettings, providers: [any SnapshotProvider],
                 logger: Logger) {
@@ -42,6 +43,7 @@ public final class ShadowCopyServer: Sendable {
                                           [ProviderAdapter.interface(provider.info)])
         }
         try await followDisconnects()
+        idleWatch.withLock { $0 = Task { [engine] in await engine.watchIdleSets() } }
         let reply = try await connection.requestName(ShadowCopyBus.name, flags: [.doNotQueue])
         guard reply == .primaryOwner || reply == .alreadyOwner else {
             let owner = (try? await connection.nameOwner(ShadowCopyBus.name))?.rawValue ?? "another process"
@@ -61,6 +63,7 @@ public final class ShadowCopyServer: Sendable {
     /// Stops following owners; the caller closes the connection, which gives the name back.
     public func stop() {
         ownerWatch.withLock { $0?.cancel() }
+        idleWatch.withLock { $0?.cancel() }
     }
 
     /// One subscription to every name that leaves the bus, rather than one per writer owner:

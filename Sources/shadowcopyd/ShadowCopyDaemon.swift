@@ -23,6 +23,8 @@ enum ShadowCopyDaemon {
           --address <address>     Connect to this bus address instead of the system bus.
           --session               Use the session bus (for development).
           --log-level <log-level> Log level: trace, debug, info, notice, warning, error, critical
+          --idle-set-timeout-ms <ms>
+                                  Abort a set its requester leaves idle this long (default 600000)
                                   (default: info).
           --version               Show the version.
           -h, --help              Show help information.
@@ -32,6 +34,7 @@ enum ShadowCopyDaemon {
     struct Options {
         var bus: DaemonService.Bus = .system
         var logLevel: Logger.Level = .info
+        var settings = CoordinatorSettings()
     }
 
     enum Parsed {
@@ -60,6 +63,11 @@ enum ShadowCopyDaemon {
                     return usageError("--log-level must be one of trace, debug, info, notice, warning, error, critical")
                 }
                 options.logLevel = level
+            case "--idle-set-timeout-ms":
+                guard let value = rest.popFirst().flatMap({ UInt32($0) }), value > 0 else {
+                    return usageError("--idle-set-timeout-ms needs a number of milliseconds above 0")
+                }
+                options.settings.idleSetTimeoutMs = value
             default:
                 return usageError("unknown argument '\(argument)'")
             }
@@ -82,7 +90,7 @@ enum ShadowCopyDaemon {
         let level = options.logLevel
         LoggingSystem.bootstrap { JournalLogHandler(label: $0, level: level) }
         let logger = Logger(label: "shadowcopyd")
-        let service = DaemonService(bus: options.bus, settings: CoordinatorSettings(), logger: logger)
+        let service = DaemonService(bus: options.bus, settings: options.settings, logger: logger)
         let group = ServiceGroup(configuration: .init(
             services: [.init(service: service)],
             gracefulShutdownSignals: [.sigterm, .sigint],

@@ -230,4 +230,16 @@ struct SnapshotSetTests {
             #expect(try await granted.state() == "created")
         }
     }
+
+    @Test func aSetLeftIdleIsAbortedAndFreesTheSlot() async throws {
+        try await DaemonFixture.with(arguments: ["--idle-set-timeout-ms", "400"]) { f in
+            let first = try f.client(), second = try f.client()
+            defer { first.close(); second.close() }
+            let set = try await RequesterSet.start(first)
+            #expect(try await SC.eventually(.seconds(5)) { try await set.state() == "aborted" })
+            let next = try await RequesterSet.start(second)
+            #expect(try await next.state() == "created", "the idle set gave the creation slot back")
+            _ = try await next.call("Delete")
+        }
+    }
 }
