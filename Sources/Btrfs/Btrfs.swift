@@ -46,15 +46,6 @@ public enum Btrfs {
         guard rc == 0 else { throw Failure(operation: "delete subvolume \(directory)/\(name)", errno: rc) }
     }
 
-    /// Whether the subvolume at `path` is read-only.
-    public static func isReadOnly(_ path: String) throws(Failure) -> Bool {
-        let fd = try openDirectory(path)
-        defer { close(fd) }
-        let flags = cbtrfs_subvolume_flags(fd)
-        guard flags >= 0 else { throw Failure(operation: "subvolume flags of \(path)", errno: Int32(-flags)) }
-        return UInt64(flags) & cbtrfs_subvol_rdonly != 0
-    }
-
     /// Opens a directory without following a final symlink.
     static func openDirectory(_ path: String) throws(Failure) -> Int32 {
         let fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)

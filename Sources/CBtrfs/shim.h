@@ -31,19 +31,12 @@ static inline int cbtrfs_destroy(int dir_fd, const char *name) {
     return ioctl(dir_fd, BTRFS_IOC_SNAP_DESTROY, &args) == 0 ? 0 : errno;
 }
 
-// The subvolume flags (BTRFS_SUBVOL_RDONLY) of the subvolume open at `fd`, or -errno.
-static inline long long cbtrfs_subvolume_flags(int fd) {
-    __u64 flags = 0;
-    return ioctl(fd, BTRFS_IOC_SUBVOL_GETFLAGS, &flags) == 0 ? (long long)flags : -(long long)errno;
-}
-
 static inline int cbtrfs_is_btrfs(int fd) {
     struct statfs s;
     if (fstatfs(fd, &s) != 0) return -errno;
     return s.f_type == BTRFS_SUPER_MAGIC;
 }
 
-static const unsigned long long cbtrfs_subvol_rdonly = BTRFS_SUBVOL_RDONLY;
 // The inode number of every subvolume's root directory.
 static const unsigned long long cbtrfs_first_free_objectid = BTRFS_FIRST_FREE_OBJECTID;
 #endif

@@ -38,7 +38,6 @@ extension SnapshotEngine {
         let found = state.withLock { s -> SnapshotSetRecord? in
             guard var set = s.sets[id], set.state != .aborted else { return nil }
             set.state = .aborted
-            set.abortReason = reason
             s.sets[id] = set
             return set
         }

@@ -95,7 +95,5 @@ public struct SnapshotSetRecord: Sendable {
     public var writers: [Identifier: SetWriter] = [:]
     /// The operation of the job running on the set, if any: one phase at a time.
     public var busyWith: String?
-    /// Why the set was aborted, when it was.
-    public var abortReason: ShadowCopyError?
     public var lastActivity: UInt64
 }
