@@ -15,22 +15,26 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-log.git", from: "1.6.0"),
-        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.6.0"),
     ],
     targets: [
         // C libraries: imported only by their one wrapper module each.
         .systemLibrary(name: "CDBus", pkgConfig: "dbus-1", providers: [.apt(["libdbus-1-dev"])]),
         .systemLibrary(name: "CDevMapper", pkgConfig: "devmapper", providers: [.apt(["libdevmapper-dev"])]),
         .systemLibrary(name: "CBtrfs"),
+        // No pkgConfig: its -lsqlite3 would link what the SQLite module loads with dlopen.
+        .systemLibrary(name: "CSQLite", providers: [.apt(["libsqlite3-dev"])]),
 
         .target(name: "DBus", dependencies: ["CDBus"], swiftSettings: strict),
         .target(name: "DeviceMapper", dependencies: ["CDevMapper"], swiftSettings: strict),
         .target(name: "Btrfs", dependencies: ["CBtrfs"], swiftSettings: strict),
+        .target(name: "SQLite", dependencies: ["CSQLite"], swiftSettings: strict),
         .target(
             name: "ShadowCopyCore",
-            dependencies: [.product(name: "Logging", package: "swift-log")],
+            dependencies: ["SQLite", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict
         ),
+        // The process apart from the daemon that freezes filesystems and thaws them if it dies.
+        .target(name: "FreezeGuard", dependencies: ["ShadowCopyCore", "Btrfs"], swiftSettings: strict),
         // The built-in providers: btrfs today, device-mapper next.
         .target(
             name: "ShadowCopyProviders",
@@ -48,9 +52,8 @@ let package = Package(
         .executableTarget(
             name: "shadowcopyd",
             dependencies: [
-                "ShadowCopyService", "DBus", "ShadowCopyCore",
+                "ShadowCopyService", "DBus", "ShadowCopyCore", "ShadowCopyProviders", "FreezeGuard",
                 .product(name: "Logging", package: "swift-log"),
-                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: strict
         ),
@@ -63,7 +66,7 @@ let package = Package(
         ),
 
         .testTarget(name: "DBusTests", dependencies: ["DBus", "ShadowCopyTestSupport"], swiftSettings: strict),
-        .testTarget(name: "ShadowCopyCoreTests", dependencies: ["ShadowCopyCore"], swiftSettings: strict),
+        .testTarget(name: "ShadowCopyCoreTests", dependencies: ["ShadowCopyCore", "SQLite"], swiftSettings: strict),
         .testTarget(
             name: "IntegrationTests",
             dependencies: ["DBus", "ShadowCopyTestSupport"],

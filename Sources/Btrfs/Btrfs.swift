@@ -26,6 +26,13 @@ public enum Btrfs {
         return UInt64(info.st_ino) == cbtrfs_first_free_objectid
     }
 
+    /// Whether the file open at `fd` lives on a btrfs filesystem.
+    public static func isBtrfs(fd: Int32) throws(Failure) -> Bool {
+        let kind = cbtrfs_is_btrfs(fd)
+        guard kind >= 0 else { throw Failure(operation: "statfs", errno: -kind) }
+        return kind == 1
+    }
+
     /// Makes a snapshot of subvolume `source` called `name` inside `directory` (same filesystem).
     public static func snapshot(_ source: String, into directory: String, name: String, readOnly: Bool) throws(Failure) {
         try checkName(name)

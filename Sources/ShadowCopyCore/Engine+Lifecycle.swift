@@ -112,7 +112,14 @@ extension SnapshotEngine {
             s.sets[id] = nil
             return true
         }
-        if removed { observer.setRemoved(id) } else { observer.setChanged(id) }
+        if removed {
+            do { try catalog.forget(set: id) } catch {
+                logger.error("cannot update the catalog", metadata: ["set": "\(id)", "error": "\(error)"])
+            }
+            observer.setRemoved(id)
+        } else {
+            observer.setChanged(id)
+        }
     }
 
     /// Removes every snapshot of set `id`; deletes the copies the providers made.
@@ -134,6 +141,12 @@ extension SnapshotEngine {
             s.snapshots[record.id] = nil
             s.sets[record.set]?.snapshots.removeAll { $0 == record.id }
             s.sets[record.set]?.volumes.removeAll { $0 == record.originalVolume }
+        }
+        do {
+            try catalog.forget(snapshot: record.id)
+        } catch {
+            // The copy is gone; the next start finds the row without a copy and drops it.
+            logger.error("cannot update the catalog", metadata: ["snapshot": "\(record.id)", "error": "\(error)"])
         }
         observer.snapshotRemoved(record.id)
     }
@@ -188,6 +201,15 @@ extension SnapshotEngine {
             rmdir(path)
             throw error
         }
+        var exposed = record
+        exposed.exposedPath = path
+        do {
+            // A mount the catalog does not know would be lost by the next start.
+            try catalog.update(exposed)
+        } catch {
+            unmount(path)
+            throw error
+        }
         state.withLock { $0.snapshots[id]?.exposedPath = path }
         observer.snapshotChanged(id)
         return path
@@ -198,6 +220,11 @@ extension SnapshotEngine {
         let record = try owned(id, caller)
         guard !record.exposedPath.isEmpty else { throw .badState("the snapshot is not exposed") }
         guard unmount(record.exposedPath) else { throw .failed("cannot unmount \(record.exposedPath): busy") }
+        var hidden = record
+        hidden.exposedPath = ""
+        do { try catalog.update(hidden) } catch {
+            logger.error("cannot update the catalog", metadata: ["snapshot": "\(id)", "error": "\(error)"])
+        }
         state.withLock { $0.snapshots[id]?.exposedPath = "" }
         observer.snapshotChanged(id)
     }

@@ -53,8 +53,13 @@ extension SnapshotEngine {
         try Task.checkCancellation(or: .cancelled)
         job.report(0.2)
 
+        // In the catalog before any copy exists: a daemon killed from here on finds at start
+        // what it may have half made.
+        try persist(id)
         for snapshot in snapshots {
-            guard let provider = used.first(where: { $0.info.name == snapshot.provider }) else { continue }
+            guard let provider = used.first(where: { $0.info.name == snapshot.provider }) else {
+                throw ShadowCopyError(.notFound, "provider \(snapshot.provider) of \(snapshot.originalVolume) is gone")
+            }
             try await provider.beginPrepare(set: id, snapshot: snapshot.id, volume: snapshot.originalVolume)
         }
         for provider in used { try await provider.endPrepare(set: id) }
@@ -76,11 +81,16 @@ extension SnapshotEngine {
         job.report(0.6)
 
         for provider in used { try await provider.preCommit(set: id) }
-        try await holdingWrites { () async throws(ShadowCopyError) in
+        let toHold = snapshots.filter { s in used.contains { $0.info.name == s.provider && !$0.holdsWritesItself } }
+        let frozen = try await holdingWrites(toHold.map(\.originalVolume)) { () async throws(ShadowCopyError) in
             for provider in used { try await provider.commit(set: id) }
         }
         var copies: [Identifier: CommittedCopy] = [:]
         for provider in used { copies.merge(try await provider.postCommit(set: id)) { a, _ in a } }
+        // A copy made while the coordinator held the filesystem frozen is filesystem-consistent.
+        for snapshot in toHold where frozen.contains(snapshot.originalVolume) {
+            if let provided = copies[snapshot.id]?.consistency { copies[snapshot.id]?.consistency = min(provided, .filesystem) }
+        }
         let heldFor = Clock.monotonicMs() - frozenAt
         // Past the window a writer may have given up its freeze: the copy would not be consistent.
         guard heldFor <= window else {
@@ -115,6 +125,8 @@ extension SnapshotEngine {
             s.sets[id]?.state = .snapshotted
             return achieved
         }
+        // In the catalog before the requester hears the copies exist.
+        try persist(id)
         for snapshot in snapshots { observer.snapshotChanged(snapshot.id) }
         releaseCreationSlot(id)
         observer.setChanged(id)
@@ -125,24 +137,42 @@ extension SnapshotEngine {
         ])
     }
 
-    /// Runs the providers' commit inside the hold-writes deadline; past it the set fails.
-    private func holdingWrites(_ commit: @escaping @Sendable () async throws(ShadowCopyError) -> Void)
-        async throws(ShadowCopyError)
+    /// Runs the providers' commit while writes are held on `volumes`, inside the hold-writes
+    /// deadline: past it the volumes are thawed and the set fails. Returns the volumes frozen.
+    private func holdingWrites(_ volumes: [String], _ commit: @escaping @Sendable () async throws(ShadowCopyError) -> Void)
+        async throws(ShadowCopyError) -> [String]
     {
         let limit = settings.holdWritesTimeoutMs
-        let outcome = await withTaskGroup(of: ShadowCopyError?.self) { group in
+        let frozen = volumes.isEmpty ? [] : try await writeHolder.hold(volumes, limitMs: limit)
+        let outcome = await withTaskGroup(of: ShadowCopyError?.self) { [writeHolder] group in
             group.addTask {
                 do { try await commit(); return nil } catch { return error as? ShadowCopyError ?? .failed("\(error)") }
             }
             group.addTask {
                 try? await Task.sleep(for: .milliseconds(Int(limit)))
-                return Task.isCancelled ? nil : ShadowCopyError(.timeout, "writes were held \(limit) ms (HoldWritesTimeoutMs)")
+                guard !Task.isCancelled else { return nil }
+                // Thawed here, not after the group: a provider stuck in commit must not keep
+                // the volumes frozen while the group waits for it.
+                if !frozen.isEmpty { await writeHolder.release() }
+                return ShadowCopyError(.timeout, "writes were held \(limit) ms (HoldWritesTimeoutMs)")
             }
             let first = await group.next() ?? nil
             group.cancelAll()
+            if !frozen.isEmpty { await writeHolder.release() }
             return first
         }
         if let outcome { throw outcome }
+        return frozen
+    }
+
+    /// Writes set `id` and its snapshots to the catalog.
+    func persist(_ id: Identifier) throws(ShadowCopyError) {
+        let found = state.withLock { s -> (SnapshotSetRecord, [SnapshotRecord])? in
+            guard let set = s.sets[id] else { return nil }
+            return (set, set.snapshots.compactMap { s.snapshots[$0] })
+        }
+        guard let (set, snapshots) = found else { return }
+        try catalog.save(set, snapshots)
     }
 
     static func attributes(of set: SnapshotSetRecord) -> [String] {
@@ -163,6 +193,7 @@ extension SnapshotEngine {
         return startJob(id, "BackupComplete") { [self] _ throws(ShadowCopyError) in
             await deliver(.backupComplete, set: id, to: targets, timeoutMs: settings.writerEventTimeoutMs)
             state.withLock { $0.sets[id]?.state = .completed }
+            try persist(id)
         }
     }
 

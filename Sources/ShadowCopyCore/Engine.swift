@@ -56,19 +56,30 @@ public final class SnapshotEngine: Sendable {
     public let settings: CoordinatorSettings
     public let writers: WriterRegistry
     let transport: any WriterTransport
-    public let providers: [any SnapshotProvider]
+    /// Built-in providers first, then external ones in the order they registered.
+    let providerList: Mutex<[any SnapshotProvider]>
     let observer: any EngineObserver
+    /// Where sets and snapshots outlive the daemon.
+    public let catalog: Catalog
+    /// Holds writes on volumes whose provider does not hold them itself.
+    let writeHolder: any WriteHolder
     let logger: Logger
 
     public init(settings: CoordinatorSettings, writers: WriterRegistry, transport: any WriterTransport,
-                providers: [any SnapshotProvider], observer: any EngineObserver, logger: Logger) {
+                providers: [any SnapshotProvider], catalog: Catalog, writeHolder: any WriteHolder,
+                observer: any EngineObserver, logger: Logger) {
         self.settings = settings
         self.writers = writers
         self.transport = transport
-        self.providers = providers
+        self.providerList = Mutex(providers)
+        self.catalog = catalog
+        self.writeHolder = writeHolder
         self.observer = observer
         self.logger = logger
     }
+
+    /// Every provider, built in and external.
+    public var providers: [any SnapshotProvider] { providerList.withLock { $0 } }
 
     // MARK: Reading
 
@@ -88,14 +99,14 @@ public final class SnapshotEngine: Sendable {
     }
 
     /// The provider that would copy `volume` and the volume's canonical name.
-    public func provider(for volume: String, named wanted: String? = nil) throws(ShadowCopyError)
+    public func provider(for volume: String, named wanted: String? = nil) async throws(ShadowCopyError)
         -> (any SnapshotProvider, String)
     {
         try checkVolumeText(volume)
         var reasons: [String] = []
         for provider in providers where wanted == nil || provider.info.name == wanted {
             do {
-                if let canonical = try provider.canonicalVolume(volume) { return (provider, canonical) }
+                if let canonical = try await provider.canonicalVolume(volume) { return (provider, canonical) }
                 reasons.append("\(provider.info.name): not its kind of volume")
             } catch {
                 reasons.append("\(provider.info.name): \(error.message)")
@@ -202,9 +213,11 @@ public final class SnapshotEngine: Sendable {
 
     /// AddVolume: a pending snapshot of `volume` made by DoSnapshotSet.
     public func addVolume(_ id: Identifier, _ caller: Caller, volume: String, provider wanted: String?)
-        throws(ShadowCopyError) -> Identifier
+        async throws(ShadowCopyError) -> Identifier
     {
-        let (provider, canonical) = try provider(for: volume, named: wanted)
+        // Ownership first: a stranger learns nothing about volumes through someone else's set.
+        try withSet(id, caller) { _ in }
+        let (provider, canonical) = try await provider(for: volume, named: wanted)
         let snapshot = Identifier()
         try state.withLock { s throws(ShadowCopyError) in
             guard var set = s.sets[id] else { throw .notFound("no snapshot set \(id)") }

@@ -55,10 +55,14 @@ public enum Consistency: String, Sendable, Comparable, CaseIterable {
 /// failure `abort`, which must undo everything the provider did for the set.
 public protocol SnapshotProvider: Sendable {
     var info: ProviderInfo { get }
+    /// Whether the provider makes consistent copies without the coordinator holding writes
+    /// (btrfs snapshots are atomic; device-mapper suspends with lockfs). When false, the
+    /// coordinator freezes the volume's filesystem around `commit`, through the freeze guard.
+    var holdsWritesItself: Bool { get }
 
     /// The canonical name of `volume` when this provider can copy it; nil when it cannot.
     /// Throws for input that is not a volume at all.
-    func canonicalVolume(_ volume: String) throws(ShadowCopyError) -> String?
+    func canonicalVolume(_ volume: String) async throws(ShadowCopyError) -> String?
 
     func beginPrepare(set: Identifier, snapshot: Identifier, volume: String) async throws(ShadowCopyError)
     func endPrepare(set: Identifier) async throws(ShadowCopyError)
@@ -68,8 +72,21 @@ public protocol SnapshotProvider: Sendable {
     /// Undoes whatever was done for `set` so far; never fails (it logs what it could not undo).
     func abort(set: Identifier) async
 
-    /// Deletes one committed copy.
+    /// Whether a committed copy is still there (the catalog is reconciled with this at start).
+    func exists(snapshot: Identifier, copy: CommittedCopy, volume: String) -> Bool
+    /// Deletes one committed copy; a copy already gone is not an error.
     func delete(snapshot: Identifier, volume: String) async throws(ShadowCopyError)
     /// Mounts the copy read-only, nosuid, nodev, noexec at `path` (an empty directory).
     func expose(snapshot: Identifier, copy: CommittedCopy, at path: String) throws(ShadowCopyError)
+}
+
+/// Holds writes on volumes from a guard process outside the daemon, so that a daemon killed
+/// while holding them (SIGKILL included) never leaves a filesystem frozen.
+public protocol WriteHolder: Sendable {
+    /// Freezes the filesystem of each of `volumes` (mount points) for at most `limitMs`: the
+    /// guard thaws them by itself past that. Returns the volumes actually frozen (a btrfs volume
+    /// is never frozen). On failure nothing stays frozen.
+    func hold(_ volumes: [String], limitMs: UInt32) async throws(ShadowCopyError) -> [String]
+    /// Thaws whatever `hold` froze; harmless when nothing is held.
+    func release() async
 }

@@ -16,6 +16,9 @@ public final class BtrfsProvider: SnapshotProvider {
     public let info = ProviderInfo(
         name: "btrfs", id: Identifier("8e0e2a3c-54b1-4a4e-9a57-1d2b6c4f7e01")!, type: "software", version: shadowCopyVersion)
 
+    /// Snapshots are atomic: no filesystem freeze, ever.
+    public let holdsWritesItself = true
+
     /// The hidden folder, inside each volume, that holds its copies.
     public static let folder = ".shadowcopy"
 
@@ -89,6 +92,10 @@ public final class BtrfsProvider: SnapshotProvider {
         }
     }
 
+    public func exists(snapshot: Identifier, copy: CommittedCopy, volume: String) -> Bool {
+        (try? Btrfs.isSubvolumeRoot(copy.location)) ?? false
+    }
+
     public func delete(snapshot: Identifier, volume: String) async throws(ShadowCopyError) {
         do {
             try Btrfs.deleteSubvolume(snapshot.hex, in: volume + "/" + BtrfsProvider.folder)
@@ -100,15 +107,6 @@ public final class BtrfsProvider: SnapshotProvider {
     }
 
     public func expose(snapshot: Identifier, copy: CommittedCopy, at path: String) throws(ShadowCopyError) {
-        guard mount(copy.location, path, nil, UInt(MS_BIND), nil) == 0 else {
-            throw .failed("cannot bind \(copy.location) on \(path): \(String(cString: strerror(errno)))")
-        }
-        // A bind mount takes its flags only on a remount.
-        let flags = UInt(MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC)
-        guard mount(nil, path, nil, flags, nil) == 0 else {
-            let error = errno
-            umount2(path, Int32(MNT_DETACH))
-            throw .failed("cannot make \(path) read-only: \(String(cString: strerror(error)))")
-        }
+        try ReadOnlyMount.bind(copy.location, at: path)
     }
 }

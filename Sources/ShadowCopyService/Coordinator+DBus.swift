@@ -22,18 +22,22 @@ struct CoordinatorAdapter: Sendable {
 
             i.method("RegisterWriter") { call in try await registerWriter(call) }
             i.method("UnregisterWriter") { call in try unregisterWriter(call) }
+            i.method("RegisterProvider") { call in try await server.registerProvider(call) }
+            i.method("UnregisterProvider") { call in try server.unregisterProvider(call) }
             i.method("StartSnapshotSet") { call in try await startSet(call, restore: false) }
             i.method("StartRestore") { call in try await startSet(call, restore: true) }
             i.method("Query") { call in
-                let filter = try Options(call[0], accepted: ["volume": "s", "set": "o"], method: "Query")
+                let filter = try Options(call[0], accepted: ["volume": "s", "set": "o", "provider": "s"], method: "Query")
                 let set = try filter.setID("set")
-                let volume = try filter.string("volume").map { v throws(ShadowCopyError) in try engine.provider(for: v).1 }
-                return [.objectPaths(engine.query(volume: volume, set: set).map { ShadowCopyBus.snapshotPath($0.id) })]
+                let volume = try await canonical(filter.string("volume"))
+                let provider = filter.string("provider")
+                return [.objectPaths(engine.query(volume: volume, set: set)
+                    .filter { provider == nil || $0.provider == provider }.map { ShadowCopyBus.snapshotPath($0.id) })]
             }
             i.method("DeleteSnapshots") { call in
                 let options = try Options(call[0], accepted: ["volume": "s", "set": "o", "oldest": "b", "all": "b"],
                                           method: "DeleteSnapshots")
-                let volume = try options.string("volume").map { v throws(ShadowCopyError) in try engine.provider(for: v).1 }
+                let volume = try await canonical(options.string("volume"))
                 let count = try await engine.deleteSnapshots(
                     try await call.caller(), volume: volume, set: try options.setID("set"),
                     oldest: options.bool("oldest") ?? false, all: options.bool("all") ?? false)
@@ -41,10 +45,12 @@ struct CoordinatorAdapter: Sendable {
             }
             i.method("IsVolumeSupported") { call in
                 try Options.none(call[1], "IsVolumeSupported")
-                switch Result(catching: { () throws(ShadowCopyError) in try engine.provider(for: call[0].string ?? "") }) {
-                case .success(let (provider, _)): return [.bool(true), .string(provider.info.name)]
-                case .failure(let error) where error.code == .volumeNotSupported: return [.bool(false), .string("")]
-                case .failure(let error): throw error
+                do throws(ShadowCopyError) {
+                    let (provider, _) = try await engine.provider(for: call[0].string ?? "")
+                    return [.bool(true), .string(provider.info.name)]
+                } catch {
+                    if error.code == .volumeNotSupported { return [.bool(false), .string("")] }
+                    throw error
                 }
             }
 
@@ -57,9 +63,13 @@ struct CoordinatorAdapter: Sendable {
         }
     }
 
+    /// The canonical name of a volume given as a filter, as its provider names it.
+    private func canonical(_ volume: String?) async throws(ShadowCopyError) -> String? {
+        guard let volume else { return nil }
+        return try await server.engine.provider(for: volume).1
+    }
+
     static let notYet: [(MemberName, String)] = [
-        ("RegisterProvider", "external providers are not served yet; the built-in btrfs provider is"),
-        ("UnregisterProvider", "external providers are not served yet; the built-in btrfs provider is"),
         ("AddShadowStorage", "shadow storage arrives with the device-mapper providers"),
     ]
 

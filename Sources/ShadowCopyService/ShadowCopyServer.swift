@@ -17,15 +17,19 @@ public final class ShadowCopyServer: Sendable {
     private let ownerWatch = Mutex<Task<Void, Never>?>(nil)
     private let idleWatch = Mutex<Task<Void, Never>?>(nil)
 
+    /// External providers by name, with the bus name that registered each.
+    let externalProviders = Mutex<[String: ExternalProvider]>([:])
+
     public init(connection: Connection, settings: CoordinatorSettings, providers: [any SnapshotProvider],
-                logger: Logger) {
+                catalog: Catalog, writeHolder: any WriteHolder, logger: Logger) {
         self.connection = connection
         self.settings = settings
         self.writers = WriterRegistry(settings: settings)
         self.logger = logger
         let mirror = BusMirror(connection: connection, logger: logger)
         engine = SnapshotEngine(settings: settings, writers: writers, transport: DBusWriterTransport(connection: connection),
-                                providers: providers, observer: mirror, logger: logger)
+                                providers: providers, catalog: catalog, writeHolder: writeHolder, observer: mirror,
+                                logger: logger)
         mirror.bind(engine)
     }
 
@@ -42,6 +46,7 @@ public final class ShadowCopyServer: Sendable {
             try connection.objects.export(ShadowCopyBus.providerPath(provider.info.name),
                                           [ProviderAdapter.interface(provider.info)])
         }
+        _ = try await engine.restoreFromCatalog()
         try await followDisconnects()
         idleWatch.withLock { $0 = Task { [engine] in await engine.watchIdleSets() } }
         let reply = try await connection.requestName(ShadowCopyBus.name, flags: [.doNotQueue])
@@ -116,9 +121,10 @@ public final class ShadowCopyServer: Sendable {
         logger.info("writer unregistered", metadata: ["writer": "\(id)", "name": "\(record.registration.name)"])
     }
 
-    private func ownerVanished(_ owner: String) {
+    func ownerVanished(_ owner: String) {
         // A requester's auto-release sets die with its connection.
         Task { [engine] in await engine.requesterVanished(owner) }
+        unregisterProviders(ownedBy: owner)
         for record in writers.removeAll(ownedBy: owner) {
             connection.objects.unexport(ShadowCopyBus.writerPath(record.id))
             logger.info("writer gone with its connection", metadata: [

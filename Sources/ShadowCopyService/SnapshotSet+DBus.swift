@@ -49,7 +49,7 @@ struct SnapshotSetAdapter {
             }
             i.method("AddVolume") { call in
                 let options = try Options(call[1], accepted: ["provider": "s"], method: "AddVolume")
-                let snapshot = try engine.addVolume(id, try await call.caller(), volume: call[0].string ?? "",
+                let snapshot = try await engine.addVolume(id, try await call.caller(), volume: call[0].string ?? "",
                                                     provider: options.string("provider"))
                 return [.objectPath(ShadowCopyBus.snapshotPath(snapshot))]
             }

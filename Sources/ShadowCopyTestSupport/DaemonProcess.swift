@@ -19,6 +19,10 @@ public final class DaemonProcess: @unchecked Sendable {
         var environment = ProcessInfo.processInfo.environment
         environment["DBUS_SYSTEM_BUS_ADDRESS"] = bus.address
         environment.removeValue(forKey: "JOURNAL_STREAM")
+        // Each daemon keeps its catalog beside its bus unless told otherwise: tests never touch
+        // /var/lib/shadowcopy.
+        let arguments = arguments.contains("--catalog")
+            ? arguments : arguments + ["--catalog", bus.directory.appendingPathComponent("catalog.db").path]
         process = try ChildProcess(binary.path, arguments, environment: environment,
                                    stdout: logURL.path, stderr: logURL.path)
         try await waitForName(timeout: timeout)
@@ -36,6 +40,20 @@ public final class DaemonProcess: @unchecked Sendable {
             try await Task.sleep(for: .milliseconds(10))
         }
         throw HarnessError("shadowcopyd did not own its name within \(timeout):\n\(log)")
+    }
+
+    /// Runs `body` with a daemon on `bus` and stops it afterwards, also on failure.
+    public static func with<T: Sendable>(bus: PrivateBus, arguments: [String] = [],
+                                         _ body: (DaemonProcess) async throws -> T) async throws -> T {
+        let daemon = try await DaemonProcess(bus: bus, arguments: arguments)
+        do {
+            let result = try await body(daemon)
+            await daemon.stop()
+            return result
+        } catch {
+            await daemon.stop()
+            throw error
+        }
     }
 
     /// The process id.

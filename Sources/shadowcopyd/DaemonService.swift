@@ -1,15 +1,22 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import DBus
+import Dispatch
 import DeviceMapper
+import FreezeGuard
 import Logging
-import ServiceLifecycle
 import ShadowCopyCore
 import ShadowCopyProviders
 import ShadowCopyService
 import Synchronization
 
-/// shadowcopyd as a swift-service-lifecycle service: connects, serves, and on graceful
-/// shutdown (SIGTERM, SIGINT) closes the connection, which hands the bus name back.
-struct DaemonService: Service {
+/// shadowcopyd's life: connects, serves, and on SIGTERM or SIGINT ends its sets, then closes the
+/// connection, which hands the bus name back.
+///
+/// The graceful-shutdown shape is swift-service-lifecycle's, without the library: it and the
+/// async-algorithms it brings are 1.5 MB of code, a tenth of the idle RSS budget.
+struct DaemonService {
     enum Bus: Sendable {
         case system, session
         case address(String)
@@ -17,6 +24,7 @@ struct DaemonService: Service {
 
     let bus: Bus
     let settings: CoordinatorSettings
+    let catalogPath: String
     let logger: Logger
 
     /// The bus went away while the daemon was serving.
@@ -35,19 +43,23 @@ struct DaemonService: Service {
             "version": "\(shadowCopyVersion)", "libdevmapper": "\(DeviceMapper.libraryVersion())",
             "device-mapper": "\(DeviceMapper.kernelSupport ? "available" : "absent from this kernel")",
         ])
-        let server = ShadowCopyServer(connection: connection, settings: settings,
-                                      providers: [BtrfsProvider(logger: logger)], logger: logger)
+        let freezeGuard = FreezeGuard()
+        defer { freezeGuard.stop() }
+        let server: ShadowCopyServer
         do {
+            let catalog = try Catalog(path: catalogPath)
+            server = ShadowCopyServer(connection: connection, settings: settings,
+                                      providers: [BtrfsProvider(logger: logger)], catalog: catalog,
+                                      writeHolder: freezeGuard, logger: logger)
             try await server.start()
         } catch {
             connection.close()
             throw error
         }
         let stopping = Mutex(false)
-        await withGracefulShutdownHandler {
-            await connection.closed()
-        } onGracefulShutdown: {
-            stopping.withLock { $0 = true }
+        let signals = StopSignals([SIGTERM, SIGINT]) { [logger] signal in
+            guard !stopping.withLock({ stop in defer { stop = true }; return stop }) else { return }
+            logger.info("stopping", metadata: ["signal": "\(signal == SIGTERM ? "SIGTERM" : "SIGINT")"])
             // Sets in progress are aborted (their writers thawed) while the bus is still there.
             Task {
                 await server.shutdown()
@@ -55,10 +67,33 @@ struct DaemonService: Service {
                 connection.close()
             }
         }
+        await connection.closed()
+        signals.cancel()
         if !stopping.withLock({ $0 }) {
             connection.close()
             throw BusLost()
         }
         logger.info("stopped")
+    }
+}
+
+/// Watches stop signals: their default action (ending the process at once) is replaced by
+/// `handler`, called once per signal on a dispatch queue.
+final class StopSignals: Sendable {
+    // Dispatch sources are thread-safe; they only lack the annotation.
+    nonisolated(unsafe) private let sources: [any DispatchSourceSignal]
+
+    init(_ signals: [Int32], handler: @escaping @Sendable (Int32) -> Void) {
+        sources = signals.map { number in
+            _ = signal(number, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
+            source.setEventHandler { handler(number) }
+            source.resume()
+            return source
+        }
+    }
+
+    func cancel() {
+        for source in sources { source.cancel() }
     }
 }

@@ -2,7 +2,7 @@
 import Glibc
 #endif
 import Logging
-import ServiceLifecycle
+import FreezeGuard
 import ShadowCopyCore
 
 /// `shadowcopyd`: the shadowcopy coordinator daemon.
@@ -17,15 +17,18 @@ enum ShadowCopyDaemon {
         Owns org.shadowcopy.ShadowCopy1 on the system bus (DBUS_SYSTEM_BUS_ADDRESS when set) and
         coordinates requesters, writers and snapshot providers. Stops gracefully on SIGTERM or SIGINT.
 
-        USAGE: shadowcopyd [--address <address>] [--session] [--log-level <log-level>]
+        USAGE: shadowcopyd [--address <address>] [--session] [--log-level <log-level>] [--catalog <path>]
 
         OPTIONS:
           --address <address>     Connect to this bus address instead of the system bus.
           --session               Use the session bus (for development).
           --log-level <log-level> Log level: trace, debug, info, notice, warning, error, critical
-          --idle-set-timeout-ms <ms>
-                                  Abort a set its requester leaves idle this long (default 600000)
                                   (default: info).
+          --catalog <path>        The catalog of sets and snapshots (default /var/lib/shadowcopy/catalog.db).
+          --idle-set-timeout-ms <ms>
+                                  Abort a set its requester leaves idle this long (default 600000).
+          --hold-writes-timeout-ms <ms>
+                                  Hold writes on a set's volumes at most this long (default 10000).
           --version               Show the version.
           -h, --help              Show help information.
 
@@ -35,10 +38,13 @@ enum ShadowCopyDaemon {
         var bus: DaemonService.Bus = .system
         var logLevel: Logger.Level = .info
         var settings = CoordinatorSettings()
+        var catalog = "/var/lib/shadowcopy/catalog.db"
     }
 
     enum Parsed {
         case run(Options)
+        /// `--freeze-guard`: this process is the daemon's freeze guard (fd 3 is its socket).
+        case freezeGuard
         case exit(Int32, String, toStderr: Bool)
     }
 
@@ -50,6 +56,7 @@ enum ShadowCopyDaemon {
             .exit(64, "Error: \(message)\nUsage: shadowcopyd [--address <address>] [--session] [--log-level <log-level>]\n"
                 + "  See 'shadowcopyd --help' for more information.\n", toStderr: true)
         }
+        if arguments == ["--freeze-guard"] { return .freezeGuard }
         while let argument = rest.popFirst() {
             switch argument {
             case "-h", "--help": return .exit(0, usage, toStderr: false)
@@ -68,6 +75,16 @@ enum ShadowCopyDaemon {
                     return usageError("--idle-set-timeout-ms needs a number of milliseconds above 0")
                 }
                 options.settings.idleSetTimeoutMs = value
+            case "--hold-writes-timeout-ms":
+                guard let value = rest.popFirst().flatMap({ UInt32($0) }), value > 0 else {
+                    return usageError("--hold-writes-timeout-ms needs a number of milliseconds above 0")
+                }
+                options.settings.holdWritesTimeoutMs = value
+            case "--catalog":
+                guard let value = rest.popFirst(), value.hasPrefix("/") else {
+                    return usageError("--catalog needs an absolute path")
+                }
+                options.catalog = value
             default:
                 return usageError("unknown argument '\(argument)'")
             }
@@ -82,6 +99,8 @@ enum ShadowCopyDaemon {
         switch parse(Array(CommandLine.arguments.dropFirst())) {
         case .run(let parsed):
             options = parsed
+        case .freezeGuard:
+            GuardServer.run(socket: 3)
         case .exit(let code, let text, let toStderr):
             var bytes = Array(text.utf8)
             _ = write(toStderr ? 2 : 1, &bytes, bytes.count)
@@ -90,13 +109,10 @@ enum ShadowCopyDaemon {
         let level = options.logLevel
         LoggingSystem.bootstrap { JournalLogHandler(label: $0, level: level) }
         let logger = Logger(label: "shadowcopyd")
-        let service = DaemonService(bus: options.bus, settings: options.settings, logger: logger)
-        let group = ServiceGroup(configuration: .init(
-            services: [.init(service: service)],
-            gracefulShutdownSignals: [.sigterm, .sigint],
-            logger: logger))
+        let service = DaemonService(bus: options.bus, settings: options.settings, catalogPath: options.catalog,
+                                    logger: logger)
         do {
-            try await group.run()
+            try await service.run()
         } catch {
             logger.critical("shadowcopyd failed", metadata: ["error": "\(error)"])
             exit(1)

@@ -1,0 +1,190 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import SQLite
+import Synchronization
+
+/// The catalog: the sets and snapshots that must outlive the daemon, in SQLite.
+///
+/// A set enters it before its provider makes any copy (its snapshots still `pending`), so a
+/// daemon killed mid-commit finds at start what it may have half made; it is updated in one
+/// transaction once the copies exist, before the requester hears of them.
+///
+/// The database is opened for each operation and closed after it: the catalog is written a
+/// few times per snapshot set, and a daemon at rest keeps no SQLite memory.
+public final class Catalog: Sendable {
+    /// One operation at a time, so that reads never see another's half-written transaction.
+    private let lock = Mutex(())
+    /// Where it lives, for messages.
+    public let path: String
+
+    private static let schema = """
+        CREATE TABLE IF NOT EXISTS sets (
+            id TEXT PRIMARY KEY, requester TEXT NOT NULL, requester_uid INTEGER NOT NULL,
+            context TEXT NOT NULL, backup_type TEXT NOT NULL, persistent INTEGER NOT NULL,
+            auto_release INTEGER NOT NULL, description TEXT NOT NULL, state TEXT NOT NULL,
+            creation_time INTEGER NOT NULL, consistency TEXT);
+        CREATE TABLE IF NOT EXISTS snapshots (
+            id TEXT PRIMARY KEY, set_id TEXT NOT NULL REFERENCES sets(id) ON DELETE CASCADE,
+            original_volume TEXT NOT NULL, provider TEXT NOT NULL, state TEXT NOT NULL,
+            device TEXT NOT NULL, location TEXT NOT NULL, copy_consistency TEXT NOT NULL,
+            exposed_path TEXT NOT NULL, creation_time INTEGER NOT NULL, attributes TEXT NOT NULL);
+        PRAGMA user_version = 1;
+        """
+
+    /// Opens the catalog at `path` (absolute), making its directory (mode 0700) and tables when
+    /// missing.
+    public init(path: String) throws(ShadowCopyError) {
+        guard path.hasPrefix("/") else { throw .invalidArgs("the catalog's path must be absolute, not '\(path)'") }
+        self.path = path
+        if let slash = path.lastIndex(of: "/"), slash != path.startIndex {
+            let directory = String(path[..<slash])
+            if mkdir(directory, 0o700) != 0, errno != EEXIST {
+                throw .failed("cannot make the catalog's directory \(directory): \(String(cString: strerror(errno)))")
+            }
+        }
+        do {
+            try Catalog.open(path) { db throws(SQLiteDatabase.Failure) in
+                let version = try db.run("PRAGMA user_version").first?.first?.integer ?? 0
+                guard version <= 1 else {
+                    throw SQLiteDatabase.Failure(operation: "open", code: 0,
+                                                 message: "schema version \(version) is newer than this shadowcopyd knows")
+                }
+                try db.execute(Catalog.schema)
+            }
+        } catch {
+            throw .failed("catalog \(path): \(error)")
+        }
+    }
+
+    private static func open<R>(_ path: String, _ body: (SQLiteDatabase) throws(SQLiteDatabase.Failure) -> R)
+        throws(SQLiteDatabase.Failure) -> R
+    {
+        let db = try SQLiteDatabase(path: path)
+        try db.execute("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")
+        return try body(db)
+    }
+
+    /// What the catalog holds, as records the engine can take back.
+    public struct Contents: Sendable {
+        public var sets: [SnapshotSetRecord] = []
+        public var snapshots: [SnapshotRecord] = []
+    }
+
+    /// Writes `set` and `snapshots` (all of the set's) in one transaction, replacing what was there.
+    public func save(_ set: SnapshotSetRecord, _ snapshots: [SnapshotRecord]) throws(ShadowCopyError) {
+        try write { db throws(SQLiteDatabase.Failure) in
+            try db.run("""
+                INSERT OR REPLACE INTO sets VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                """, [
+                    .text(set.id.hex), .text(set.requester), .integer(Int64(set.requesterUID)),
+                    .text(set.context.rawValue), .text(set.backupType.rawValue), .integer(set.persistent ? 1 : 0),
+                    .integer(set.autoRelease ? 1 : 0), .text(set.description), .text(set.state.rawValue),
+                    .integer(Int64(set.creationTime)), set.consistency.map { .text($0.rawValue) } ?? .null,
+                ])
+            try db.run("DELETE FROM snapshots WHERE set_id = ?", [.text(set.id.hex)])
+            for snapshot in snapshots { try insert(snapshot, db) }
+        }
+    }
+
+    /// Writes one snapshot's row again (after Expose or Unexpose).
+    public func update(_ snapshot: SnapshotRecord) throws(ShadowCopyError) {
+        try write { db throws(SQLiteDatabase.Failure) in
+            try db.run("DELETE FROM snapshots WHERE id = ?", [.text(snapshot.id.hex)])
+            try insert(snapshot, db)
+        }
+    }
+
+    /// Removes one snapshot, and its set when it was the set's last.
+    public func forget(snapshot: Identifier) throws(ShadowCopyError) {
+        try write { db throws(SQLiteDatabase.Failure) in
+            let set = try db.run("SELECT set_id FROM snapshots WHERE id = ?", [.text(snapshot.hex)]).first?.first
+            try db.run("DELETE FROM snapshots WHERE id = ?", [.text(snapshot.hex)])
+            if let set {
+                try db.run("DELETE FROM sets WHERE id = ?1 AND NOT EXISTS (SELECT 1 FROM snapshots WHERE set_id = ?1)",
+                           [set])
+            }
+        }
+    }
+
+    /// Removes a set and its snapshots.
+    public func forget(set: Identifier) throws(ShadowCopyError) {
+        try write { db throws(SQLiteDatabase.Failure) in
+            try db.run("DELETE FROM snapshots WHERE set_id = ?", [.text(set.hex)])
+            try db.run("DELETE FROM sets WHERE id = ?", [.text(set.hex)])
+        }
+    }
+
+    /// Everything the catalog holds. Rows it cannot read back are reported, not guessed at.
+    public func load() throws(ShadowCopyError) -> (Contents, unreadable: [String]) {
+        do {
+            return try lock.withLock { _ throws(SQLiteDatabase.Failure) in try Catalog.open(path) { db throws(SQLiteDatabase.Failure) in
+                var contents = Contents()
+                var unreadable: [String] = []
+                for row in try db.run("SELECT * FROM sets") {
+                    if let set = Catalog.set(row) { contents.sets.append(set) } else { unreadable.append("set \(row.first?.text ?? "?")") }
+                }
+                for row in try db.run("SELECT * FROM snapshots") {
+                    if let snapshot = Catalog.snapshot(row) { contents.snapshots.append(snapshot) }
+                    else { unreadable.append("snapshot \(row.first?.text ?? "?")") }
+                }
+                return (contents, unreadable)
+            } }
+        } catch {
+            throw .failed("catalog \(path): \(error)")
+        }
+    }
+
+    private func write(_ body: (SQLiteDatabase) throws(SQLiteDatabase.Failure) -> Void) throws(ShadowCopyError) {
+        do {
+            try lock.withLock { _ throws(SQLiteDatabase.Failure) in
+                try Catalog.open(path) { db throws(SQLiteDatabase.Failure) in
+                    try db.transaction { () throws(SQLiteDatabase.Failure) in try body(db) }
+                }
+            }
+        } catch {
+            throw .failed("catalog \(path): \(error)")
+        }
+    }
+
+    private func insert(_ s: SnapshotRecord, _ db: SQLiteDatabase) throws(SQLiteDatabase.Failure) {
+        try db.run("INSERT INTO snapshots VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", [
+            .text(s.id.hex), .text(s.set.hex), .text(s.originalVolume), .text(s.provider), .text(s.state.rawValue),
+            .text(s.copy?.device ?? ""), .text(s.copy?.location ?? ""),
+            .text(s.copy?.consistency.rawValue ?? Consistency.crash.rawValue), .text(s.exposedPath),
+            .integer(Int64(s.creationTime)), .text(s.attributes.joined(separator: ",")),
+        ])
+    }
+
+    private static func set(_ row: [SQLiteDatabase.Value]) -> SnapshotSetRecord? {
+        guard row.count == 11, let id = row[0].text.flatMap(Identifier.init), let requester = row[1].text,
+            let uid = row[2].integer.flatMap(UInt32.init(exactly:)), let context = row[3].text.flatMap(SetContext.init),
+            let backupType = row[4].text.flatMap(BackupType.init), let persistent = row[5].integer,
+            let autoRelease = row[6].integer, let description = row[7].text,
+            let state = row[8].text.flatMap(SetState.init), let created = row[9].integer.flatMap(UInt64.init(exactly:))
+        else { return nil }
+        var set = SnapshotSetRecord(
+            id: id, requester: requester, requesterUID: uid, context: context, isRestore: false,
+            backupType: backupType, persistent: persistent != 0, autoRelease: autoRelease != 0,
+            description: description, creationTime: created, lastActivity: Clock.monotonicMs())
+        set.state = state
+        set.consistency = row[10].text.flatMap(Consistency.init)
+        return set
+    }
+
+    private static func snapshot(_ row: [SQLiteDatabase.Value]) -> SnapshotRecord? {
+        guard row.count == 11, let id = row[0].text.flatMap(Identifier.init), let set = row[1].text.flatMap(Identifier.init),
+            let volume = row[2].text, let provider = row[3].text, let state = row[4].text.flatMap(SnapshotRecord.State.init),
+            let device = row[5].text, let location = row[6].text,
+            let consistency = row[7].text.flatMap(Consistency.init), let exposed = row[8].text,
+            let created = row[9].integer.flatMap(UInt64.init(exactly:)), let attributes = row[10].text
+        else { return nil }
+        var snapshot = SnapshotRecord(id: id, set: set, originalVolume: volume, provider: provider)
+        snapshot.state = state
+        if state != .pending { snapshot.copy = CommittedCopy(device: device, location: location, consistency: consistency) }
+        snapshot.exposedPath = exposed
+        snapshot.creationTime = created
+        snapshot.attributes = attributes.isEmpty ? [] : attributes.split(separator: ",").map(String.init)
+        return snapshot
+    }
+}
