@@ -12,6 +12,7 @@ let package = Package(
     products: [
         .executable(name: "shadowcopyd", targets: ["shadowcopyd"]),
         .library(name: "DBus", targets: ["DBus"]),
+        .library(name: "ShadowCopyWriter", targets: ["ShadowCopyWriter"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-log.git", from: "1.6.0"),
@@ -49,6 +50,8 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // The SDK for Swift applications that take part in backups as writers.
+        .target(name: "ShadowCopyWriter", dependencies: ["DBus"], swiftSettings: strict),
         .executableTarget(
             name: "shadowcopyd",
             dependencies: [
@@ -61,7 +64,7 @@ let package = Package(
         .target(name: "ShadowCopyTestSupport", dependencies: ["DBus"], swiftSettings: strict),
         .executableTarget(
             name: "shadowcopy-bench",
-            dependencies: ["DBus", "ShadowCopyTestSupport"],
+            dependencies: ["DBus", "ShadowCopyTestSupport", "ShadowCopyWriter", "Btrfs"],
             swiftSettings: strict
         ),
 

@@ -10,11 +10,19 @@ import Synchronization
 /// daemon killed mid-commit finds at start what it may have half made; it is updated in one
 /// transaction once the copies exist, before the requester hears of them.
 ///
-/// The database is opened for each operation and closed after it: the catalog is written a
-/// few times per snapshot set, and a daemon at rest keeps no SQLite memory.
+/// The database is opened on first use and closed once unused for ``linger``: the catalog is
+/// written a few times per snapshot set, and a daemon at rest keeps no SQLite memory.
 public final class Catalog: Sendable {
+    private struct Open: ~Copyable {
+        var database: SQLiteDatabase?
+        /// Bumped by every use, so a close scheduled before it leaves the database open.
+        var uses: UInt64 = 0
+    }
+
     /// One operation at a time, so that reads never see another's half-written transaction.
-    private let lock = Mutex(())
+    private let open = Mutex(Open())
+    /// How long the database stays open after its last use.
+    static let linger: Duration = .seconds(5)
     /// Where it lives, for messages.
     public let path: String
 
@@ -44,7 +52,7 @@ public final class Catalog: Sendable {
             }
         }
         do {
-            try Catalog.open(path) { db throws(SQLiteDatabase.Failure) in
+            try Catalog.connect(path) { db throws(SQLiteDatabase.Failure) in
                 let version = try db.run("PRAGMA user_version").first?.first?.integer ?? 0
                 guard version <= 1 else {
                     throw SQLiteDatabase.Failure(operation: "open", code: 0,
@@ -57,12 +65,34 @@ public final class Catalog: Sendable {
         }
     }
 
-    private static func open<R>(_ path: String, _ body: (SQLiteDatabase) throws(SQLiteDatabase.Failure) -> R)
+    private static func connect<R>(_ path: String, _ body: (SQLiteDatabase) throws(SQLiteDatabase.Failure) -> R)
         throws(SQLiteDatabase.Failure) -> R
     {
         let db = try SQLiteDatabase(path: path)
-        try db.execute("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")
+        try db.execute("PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON;")
         return try body(db)
+    }
+
+    /// Runs `body` on the open database, opening it when closed, and schedules its close.
+    private func withDatabase<R>(_ body: (SQLiteDatabase) throws(SQLiteDatabase.Failure) -> R)
+        throws(SQLiteDatabase.Failure) -> R
+    {
+        let (result, use) = try open.withLock { state throws(SQLiteDatabase.Failure) -> (R, UInt64) in
+            let db: SQLiteDatabase
+            if let existing = state.database {
+                db = existing
+            } else {
+                db = try Catalog.connect(path) { $0 }
+                state.database = db
+            }
+            state.uses += 1
+            return (try body(db), state.uses)
+        }
+        Task { [weak self] in
+            try? await Task.sleep(for: Catalog.linger)
+            self?.open.withLock { state in if state.uses == use { state.database = nil } }
+        }
+        return result
     }
 
     /// What the catalog holds, as records the engine can take back.
@@ -72,8 +102,13 @@ public final class Catalog: Sendable {
     }
 
     /// Writes `set` and `snapshots` (all of the set's) in one transaction, replacing what was there.
-    public func save(_ set: SnapshotSetRecord, _ snapshots: [SnapshotRecord]) throws(ShadowCopyError) {
-        try write { db throws(SQLiteDatabase.Failure) in
+    ///
+    /// A `durable` write is on disk when this returns (fsync). Others survive the daemon's death
+    /// but may be lost with the machine's power; only the record made before a provider makes
+    /// copies must be durable, since what a lost later write leaves behind (a pending snapshot,
+    /// a row without a copy) is exactly what the next start cleans up.
+    public func save(_ set: SnapshotSetRecord, _ snapshots: [SnapshotRecord], durable: Bool = false) throws(ShadowCopyError) {
+        try write(durable: durable) { db throws(SQLiteDatabase.Failure) in
             try db.run("""
                 INSERT OR REPLACE INTO sets VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                 """, [
@@ -118,7 +153,7 @@ public final class Catalog: Sendable {
     /// Everything the catalog holds. Rows it cannot read back are reported, not guessed at.
     public func load() throws(ShadowCopyError) -> (Contents, unreadable: [String]) {
         do {
-            return try lock.withLock { _ throws(SQLiteDatabase.Failure) in try Catalog.open(path) { db throws(SQLiteDatabase.Failure) in
+            return try withDatabase { db throws(SQLiteDatabase.Failure) in
                 var contents = Contents()
                 var unreadable: [String] = []
                 for row in try db.run("SELECT * FROM sets") {
@@ -129,18 +164,19 @@ public final class Catalog: Sendable {
                     else { unreadable.append("snapshot \(row.first?.text ?? "?")") }
                 }
                 return (contents, unreadable)
-            } }
+            }
         } catch {
             throw .failed("catalog \(path): \(error)")
         }
     }
 
-    private func write(_ body: (SQLiteDatabase) throws(SQLiteDatabase.Failure) -> Void) throws(ShadowCopyError) {
+    private func write(durable: Bool = false, _ body: (SQLiteDatabase) throws(SQLiteDatabase.Failure) -> Void)
+        throws(ShadowCopyError)
+    {
         do {
-            try lock.withLock { _ throws(SQLiteDatabase.Failure) in
-                try Catalog.open(path) { db throws(SQLiteDatabase.Failure) in
-                    try db.transaction { () throws(SQLiteDatabase.Failure) in try body(db) }
-                }
+            try withDatabase { db throws(SQLiteDatabase.Failure) in
+                try db.execute(durable ? "PRAGMA synchronous = FULL" : "PRAGMA synchronous = NORMAL")
+                try db.transaction { () throws(SQLiteDatabase.Failure) in try body(db) }
             }
         } catch {
             throw .failed("catalog \(path): \(error)")

@@ -30,6 +30,9 @@ extension SnapshotEngine {
         }
         observer.setChanged(id)
         return startJob(id, "DoSnapshotSet") { [self] job throws(ShadowCopyError) in
+            // Writers' states are announced once, after the sequence: a signal per writer per
+            // event would put hundreds of messages on the bus inside the freeze window.
+            defer { for writer in participants(set) { observer.writerChanged(writer.id) } }
             do throws(ShadowCopyError) {
                 try await snapshotSequence(set, job)
             } catch {
@@ -48,14 +51,14 @@ extension SnapshotEngine {
 
         observer.broadcast(.prepareForSnapshot(set: id, volumes: set.volumes))
         let prepareFailures = await deliver(.prepareForSnapshot(volumes: set.volumes), set: id, to: targets,
-                                            timeoutMs: settings.writerEventTimeoutMs)
+                                            timeoutMs: settings.writerEventTimeoutMs, announce: false)
         if let veto = SnapshotEngine.veto(prepareFailures, at: .prepareForSnapshot(volumes: [])) { throw veto }
         try Task.checkCancellation(or: .cancelled)
         job.report(0.2)
 
         // In the catalog before any copy exists: a daemon killed from here on finds at start
         // what it may have half made.
-        try persist(id)
+        try persist(id, durable: true)
         for snapshot in snapshots {
             guard let provider = used.first(where: { $0.info.name == snapshot.provider }) else {
                 throw ShadowCopyError(.notFound, "provider \(snapshot.provider) of \(snapshot.originalVolume) is gone")
@@ -74,7 +77,7 @@ extension SnapshotEngine {
             let remaining = window - min(window, Clock.monotonicMs() - frozenAt)
             guard remaining > 0 else { throw ShadowCopyError(.timeout, "writers took the whole freeze window (\(window) ms)") }
             let failures = await deliver(.freeze, set: id, to: targets.filter { $0.registration.level == level },
-                                         timeoutMs: UInt32(remaining))
+                                         timeoutMs: UInt32(remaining), announce: false)
             if let veto = SnapshotEngine.veto(failures, at: .freeze) { throw veto }
         }
         try Task.checkCancellation(or: .cancelled)
@@ -102,11 +105,12 @@ extension SnapshotEngine {
         for level in WriterLevel.allCases.reversed() {
             // A writer that fails Thaw spoils its own components, not the copy (VSS).
             await deliver(.thaw, set: id, to: targets.filter { $0.registration.level == level },
-                          timeoutMs: settings.writerEventTimeoutMs)
+                          timeoutMs: settings.writerEventTimeoutMs, announce: false)
         }
         var devices: [String: String] = [:]
         for snapshot in snapshots { devices[snapshot.originalVolume] = copies[snapshot.id]?.device ?? "" }
-        await deliver(.postSnapshot(devices: devices), set: id, to: targets, timeoutMs: settings.writerEventTimeoutMs)
+        await deliver(.postSnapshot(devices: devices), set: id, to: targets, timeoutMs: settings.writerEventTimeoutMs,
+                      announce: false)
 
         let now = Clock.wallSeconds()
         let consistency: Consistency = state.withLock { s in
@@ -125,7 +129,6 @@ extension SnapshotEngine {
             s.sets[id]?.state = .snapshotted
             return achieved
         }
-        // In the catalog before the requester hears the copies exist.
         try persist(id)
         for snapshot in snapshots { observer.snapshotChanged(snapshot.id) }
         releaseCreationSlot(id)
@@ -165,14 +168,14 @@ extension SnapshotEngine {
         return frozen
     }
 
-    /// Writes set `id` and its snapshots to the catalog.
-    func persist(_ id: Identifier) throws(ShadowCopyError) {
+    /// Writes set `id` and its snapshots to the catalog (see ``Catalog/save(_:_:durable:)``).
+    func persist(_ id: Identifier, durable: Bool = false) throws(ShadowCopyError) {
         let found = state.withLock { s -> (SnapshotSetRecord, [SnapshotRecord])? in
             guard let set = s.sets[id] else { return nil }
             return (set, set.snapshots.compactMap { s.snapshots[$0] })
         }
         guard let (set, snapshots) = found else { return }
-        try catalog.save(set, snapshots)
+        try catalog.save(set, snapshots, durable: durable)
     }
 
     static func attributes(of set: SnapshotSetRecord) -> [String] {

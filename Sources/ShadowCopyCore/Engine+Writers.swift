@@ -71,10 +71,11 @@ extension SnapshotEngine {
     }
 
     /// Sends `event` to `targets` at once, each within `timeoutMs`; records every answer in the
-    /// set and in the writer's record, and returns the failures.
+    /// set and in the writer's record, and returns the failures. With `announce` false the
+    /// writers' new states are not signalled (the caller announces them once, later).
     @discardableResult
-    func deliver(_ event: WriterEvent, set id: Identifier, to targets: [WriterRecord], timeoutMs: UInt32) async
-        -> [(WriterRecord, ShadowCopyError)]
+    func deliver(_ event: WriterEvent, set id: Identifier, to targets: [WriterRecord], timeoutMs: UInt32,
+                 announce: Bool = true) async -> [(WriterRecord, ShadowCopyError)]
     {
         guard !targets.isEmpty else { return [] }
         state.withLock { s in
@@ -114,7 +115,7 @@ extension SnapshotEngine {
                 return part.state
             }
             writers.update(writer.id, state: recorded, error: error?.message)
-            observer.writerChanged(writer.id)
+            if announce { observer.writerChanged(writer.id) }
             if let error {
                 logger.warning("writer failed", metadata: [
                     "set": "\(id)", "writer": "\(writer.registration.name)", "event": "\(event.method)", "error": "\(error)",

@@ -19,6 +19,8 @@ public final class Job: Sendable {
         var waiters: [UInt64: (continuation: CheckedContinuation<Bool, Never>, timer: Task<Void, Never>)] = [:]
         var nextWaiter: UInt64 = 0
         var task: Task<Void, Never>?
+        /// When progress was last announced (monotonic ms).
+        var announced: UInt64 = 0
     }
 
     public let number: UInt64
@@ -39,6 +41,7 @@ public final class Job: Sendable {
 
     /// Runs `body` as the job; its error (a `CancellationError` included) ends the job failed or cancelled.
     func start(_ body: @escaping @Sendable (Job) async throws(ShadowCopyError) -> Void) {
+        inner.withLock { $0.announced = Clock.monotonicMs() }
         let task = Task {
             do throws(ShadowCopyError) {
                 try await body(self)
@@ -50,10 +53,17 @@ public final class Job: Sendable {
         inner.withLock { $0.task = task }
     }
 
-    /// Records progress, 0 to 1.
+    /// Records progress, 0 to 1. It is announced at most every 100 ms: a phase of a few
+    /// milliseconds would otherwise put a signal per step on the bus ahead of its own end.
     func report(_ progress: Double) {
-        inner.withLock { $0.status.progress = min(1, max(0, progress)) }
-        onChange(self)
+        let now = Clock.monotonicMs()
+        let announce = inner.withLock { s -> Bool in
+            s.status.progress = min(1, max(0, progress))
+            guard now - s.announced >= 100 else { return false }
+            s.announced = now
+            return true
+        }
+        if announce { onChange(self) }
     }
 
     /// Asks the job to stop; the phase decides what can still be undone.
