@@ -79,8 +79,15 @@ class Writer(dbus.service.Object):
             self.frozen = False
         reply()
 
+    def details(self, name, options):
+        # What the coordinator says of the backup: its type and this writer's selected components.
+        parts = ["%s%s" % (c.get("name", "?"), "" if "succeeded" not in c else ":" + ("ok" if c["succeeded"] else "failed"))
+                 for c in options.get("components", [])]
+        self.note("detail %s backup-type=%s components=%s" % (name, options.get("backup-type", "?"), ",".join(parts)))
+
     @dbus.service.method(IFACE, in_signature="oa{sv}", async_callbacks=("reply", "error"))
     def PrepareForBackup(self, set_path, options, reply, error):
+        self.details("PrepareForBackup", options)
         self.handle("PrepareForBackup", reply, error)
 
     @dbus.service.method(IFACE, in_signature="oas", async_callbacks=("reply", "error"))
@@ -105,6 +112,7 @@ class Writer(dbus.service.Object):
 
     @dbus.service.method(IFACE, in_signature="oa{sv}", async_callbacks=("reply", "error"))
     def BackupComplete(self, set_path, options, reply, error):
+        self.details("BackupComplete", options)
         self.handle("BackupComplete", reply, error)
 
     @dbus.service.method(IFACE, in_signature="o", async_callbacks=("reply", "error"))

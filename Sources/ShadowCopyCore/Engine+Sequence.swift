@@ -9,8 +9,9 @@ extension SnapshotEngine {
         }
         let targets = participants(set)
         return startJob(id, "PrepareForBackup") { [self] _ throws(ShadowCopyError) in
-            let failures = await deliver(.prepareForBackup, set: id, to: targets, timeoutMs: settings.writerEventTimeoutMs)
-            if let veto = SnapshotEngine.veto(failures, at: .prepareForBackup) {
+            let failures = await deliver(.prepareForBackup(BackupDetails(set)), set: id, to: targets,
+                                         timeoutMs: settings.writerEventTimeoutMs)
+            if let veto = SnapshotEngine.veto(failures, at: .prepareForBackup(BackupDetails(set))) {
                 await abortSet(id, reason: veto)
                 throw veto
             }
@@ -194,7 +195,9 @@ extension SnapshotEngine {
         }
         let targets = participants(set)
         return startJob(id, "BackupComplete") { [self] _ throws(ShadowCopyError) in
-            await deliver(.backupComplete, set: id, to: targets, timeoutMs: settings.writerEventTimeoutMs)
+            // The outcomes as they stand now: SetBackupSucceeded calls came before BackupComplete.
+            let details = self.set(id).map(BackupDetails.init) ?? BackupDetails(set)
+            await deliver(.backupComplete(details), set: id, to: targets, timeoutMs: settings.writerEventTimeoutMs)
             state.withLock { $0.sets[id]?.state = .completed }
             try persist(id)
         }

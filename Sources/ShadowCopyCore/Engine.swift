@@ -215,15 +215,15 @@ public final class SnapshotEngine: Sendable {
     public func addVolume(_ id: Identifier, _ caller: Caller, volume: String, provider wanted: String?)
         async throws(ShadowCopyError) -> Identifier
     {
-        // Ownership first: a stranger learns nothing about volumes through someone else's set.
-        try withSet(id, caller) { _ in }
+        // Ownership and state first: a stranger learns nothing about volumes through someone
+        // else's set, and a set that cannot take a volume says so whatever the volume.
+        try withSet(id, caller) { set throws(ShadowCopyError) in try SnapshotEngine.checkAddVolume(set) }
         let (provider, canonical) = try await provider(for: volume, named: wanted)
         let snapshot = Identifier()
         try state.withLock { s throws(ShadowCopyError) in
             guard var set = s.sets[id] else { throw .notFound("no snapshot set \(id)") }
             try SnapshotEngine.checkDriver(set, caller, rootMay: false)
-            try SnapshotEngine.require(set, [.created, .metadataGathered, .prepared], for: "AddVolume")
-            guard !set.isRestore else { throw .badState("a restore set takes no volumes") }
+            try SnapshotEngine.checkAddVolume(set)
             guard !set.volumes.contains(canonical) else { throw .alreadyExists("\(canonical) is already in the set") }
             guard set.volumes.count < Int(settings.maxVolumesPerSet) else {
                 throw .init(.limitExceeded, "a set holds at most \(settings.maxVolumesPerSet) volumes")
@@ -242,6 +242,11 @@ public final class SnapshotEngine: Sendable {
         observer.snapshotAdded(snapshot)
         observer.setChanged(id)
         return snapshot
+    }
+
+    private static func checkAddVolume(_ set: SnapshotSetRecord) throws(ShadowCopyError) {
+        guard !set.isRestore else { throw .badState("a restore set takes no volumes") }
+        try require(set, [.created, .metadataGathered, .prepared], for: "AddVolume")
     }
 
     /// GatherWriterStatus: each writer's part in the set.

@@ -1,12 +1,12 @@
 /// An event the coordinator sends a writer (the `Writer` interface of the contract).
 public enum WriterEvent: Sendable, Equatable {
-    case prepareForBackup
+    case prepareForBackup(BackupDetails)
     case prepareForSnapshot(volumes: [String])
     case freeze
     case thaw
     case postSnapshot(devices: [String: String])
     case abort
-    case backupComplete
+    case backupComplete(BackupDetails)
     case backupShutdown
     case preRestore
     case postRestore
@@ -40,6 +40,24 @@ public enum WriterEvent: Sendable, Equatable {
         case .preRestore: .failedAtPreRestore
         case .postRestore: .failedAtPostRestore
         }
+    }
+}
+
+/// What writers learn of the backup in PrepareForBackup and BackupComplete (VSS writers read it
+/// from IVssComponent): its type, their selected components and, once the requester said so
+/// with SetBackupSucceeded, whether each component's backup succeeded.
+public struct BackupDetails: Sendable, Equatable {
+    public var backupType: BackupType
+    /// Per writer, its selected components and their outcome (nil until the requester tells).
+    public var selected: [Identifier: [ComponentKey: Bool?]]
+
+    public init(backupType: BackupType, selected: [Identifier: [ComponentKey: Bool?]]) {
+        self.backupType = backupType
+        self.selected = selected
+    }
+
+    init(_ set: SnapshotSetRecord) {
+        self.init(backupType: set.backupType, selected: set.writers.mapValues(\.selected))
     }
 }
 

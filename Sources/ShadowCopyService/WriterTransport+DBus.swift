@@ -29,7 +29,9 @@ struct DBusWriterTransport: WriterTransport {
         let setPath = Value.objectPath(ShadowCopyBus.setPath(set))
         let arguments: [Value]
         switch event {
-        case .prepareForBackup, .backupComplete, .preRestore, .postRestore:
+        case .prepareForBackup(let details), .backupComplete(let details):
+            arguments = [setPath, DBusWriterTransport.options(details, for: writer.id)]
+        case .preRestore, .postRestore:
             arguments = [setPath, .vardict([])]
         case .prepareForSnapshot(let volumes):
             arguments = [setPath, .strings(volumes)]
@@ -62,6 +64,19 @@ struct DBusWriterTransport: WriterTransport {
         } catch {
             return .failure(.init(.cancelled, "the call to the writer was cancelled"))
         }
+    }
+
+    /// PrepareForBackup's and BackupComplete's options for one writer: `backup-type s` and
+    /// `components aa{sv}` (its selected components: `logical-path s`, `name s`, and
+    /// `succeeded b` once the requester said).
+    static func options(_ details: BackupDetails, for writer: Identifier) -> Value {
+        let components = (details.selected[writer] ?? [:]).sorted { ($0.key.logicalPath, $0.key.name) < ($1.key.logicalPath, $1.key.name) }
+            .map { key, succeeded -> Value in
+                var entries: [(String, Value)] = [("logical-path", .string(key.logicalPath)), ("name", .string(key.name))]
+                if let succeeded { entries.append(("succeeded", .bool(succeeded))) }
+                return .vardict(entries)
+            }
+        return .vardict([("backup-type", .string(details.backupType.rawValue)), ("components", .array(element: "a{sv}", components))])
     }
 
     /// A writer's error reply, as the engine understands it.

@@ -38,6 +38,11 @@ public class PythonPeer: @unchecked Sendable {
     /// The events logged, in order.
     public var events: [String] { timedEvents.map(\.1) }
 
+    /// The methods called on the peer, in order (the log's other lines left out).
+    public var calls: [String] {
+        events.filter { line in !line.contains(" ") && line.first.map { $0.isUppercase } == true }
+    }
+
     /// When `event` was logged first.
     public func time(of event: String) -> UInt64? { timedEvents.first { $0.1 == event }?.0 }
 

@@ -128,7 +128,7 @@ enum WriterSpec {
                     return []
                 }
             }
-            on("PrepareForBackup") { _, set in try await h.prepareForBackup(set: set) }
+            on("PrepareForBackup") { call, set in try await h.prepareForBackup(set: set, backup: BackupInfo(call[1])) }
             on("PrepareForSnapshot") { call, set in try await h.prepareForSnapshot(set: set, volumes: call[1].stringArray ?? []) }
             on("Freeze") { _, set in try await h.freeze(set: set) }
             on("Thaw") { _, set in try await h.thaw(set: set) }
@@ -140,7 +140,7 @@ enum WriterSpec {
                 try await h.postSnapshot(set: set, devices: devices)
             }
             on("Abort") { _, set in try await h.abort(set: set) }
-            on("BackupComplete") { _, set in try await h.backupComplete(set: set) }
+            on("BackupComplete") { call, set in try await h.backupComplete(set: set, backup: BackupInfo(call[1])) }
             on("BackupShutdown") { _, set in try await h.backupShutdown(set: set) }
             on("PreRestore") { _, set in try await h.preRestore(set: set) }
             on("PostRestore") { _, set in try await h.postRestore(set: set) }
