@@ -11,11 +11,13 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .executable(name: "shadowcopyd", targets: ["shadowcopyd"]),
+        .executable(name: "shadowcopy-writer", targets: ["shadowcopy-writer"]),
         .library(name: "DBus", targets: ["DBus"]),
         .library(name: "ShadowCopyWriter", targets: ["ShadowCopyWriter"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-log.git", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.5.0"),
     ],
     targets: [
         // C libraries: imported only by their one wrapper module each.
@@ -52,6 +54,12 @@ let package = Package(
         ),
         // The SDK for Swift applications that take part in backups as writers.
         .target(name: "ShadowCopyWriter", dependencies: ["DBus"], swiftSettings: strict),
+        // The writers shipped with shadowcopy (hook scripts today).
+        .executableTarget(
+            name: "shadowcopy-writer",
+            dependencies: ["ShadowCopyWriter", "DBus", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            swiftSettings: strict
+        ),
         .executableTarget(
             name: "shadowcopyd",
             dependencies: [

@@ -2,7 +2,6 @@
 import Glibc
 #endif
 import DBus
-import Dispatch
 import DeviceMapper
 import FreezeGuard
 import Logging
@@ -74,26 +73,5 @@ struct DaemonService {
             throw BusLost()
         }
         logger.info("stopped")
-    }
-}
-
-/// Watches stop signals: their default action (ending the process at once) is replaced by
-/// `handler`, called once per signal on a dispatch queue.
-final class StopSignals: Sendable {
-    // Dispatch sources are thread-safe; they only lack the annotation.
-    nonisolated(unsafe) private let sources: [any DispatchSourceSignal]
-
-    init(_ signals: [Int32], handler: @escaping @Sendable (Int32) -> Void) {
-        sources = signals.map { number in
-            _ = signal(number, SIG_IGN)
-            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
-            source.setEventHandler { handler(number) }
-            source.resume()
-            return source
-        }
-    }
-
-    func cancel() {
-        for source in sources { source.cancel() }
     }
 }

@@ -52,10 +52,15 @@ struct SnapshotSetTests {
         try await LoopVolume.with { volume in
             try await DaemonFixture.with { f in
                 let data = volume.mountPoint + "/records"
+                // Two writers in Swift (shadowcopy-writer, the SDK) and one in Python: the contract
+                // is language-neutral.
+                let hooks = try HookDirectory(["10-note": HookDirectory.logging])
+                defer { hooks.remove() }
                 let front = try await PythonWriter(bus: f.bus, name: "front", level: "front-end", extra: ["--data", data])
-                let back = try await PythonWriter(bus: f.bus, name: "back", level: "back-end")
-                let system = try await PythonWriter(bus: f.bus, name: "system", level: "system")
-                defer { for w in [front, back, system] { w.stop() } }
+                let back = try await HooksWriterProcess(bus: f.bus, name: "back", directory: hooks.path, level: "back-end")
+                let system = try await HooksWriterProcess(bus: f.bus, name: "system", directory: hooks.path, level: "system")
+                let writers: [PeerProcess] = [front, back, system]
+                defer { for w in writers { w.stop() } }
                 let client = try f.client()
                 defer { client.close() }
                 try await Task.sleep(for: .milliseconds(300))  // some records before the copy
@@ -74,7 +79,7 @@ struct SnapshotSetTests {
                 let f2 = try #require(front.time(of: "Thaw")), b2 = try #require(back.time(of: "Thaw"))
                 let s2 = try #require(system.time(of: "Thaw"))
                 #expect(s2 < b2 && b2 < f2)
-                for writer in [front, back, system] {
+                for writer in writers {
                     #expect(writer.calls ==
                             ["Identify", "PrepareForBackup", "PrepareForSnapshot", "Freeze", "Thaw", "PostSnapshot"])
                 }

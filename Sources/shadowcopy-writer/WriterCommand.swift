@@ -1,0 +1,108 @@
+import ArgumentParser
+import DBus
+import Foundation
+import ShadowCopyWriter
+
+/// `shadowcopy-writer`: the writers shipped with shadowcopy, one subcommand each.
+@main
+struct WriterCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "shadowcopy-writer",
+        abstract: "Writers that make applications consistent on disk for shadowcopy's snapshots.",
+        subcommands: [Hooks.self])
+}
+
+/// Options every writer takes.
+struct CommonOptions: ParsableArguments {
+    @Option(help: "The writer's name, as `shadowcopy status` shows it.")
+    var name: String?
+
+    @Option(help: "When it freezes: front-end, back-end or system.")
+    var level: String = "front-end"
+
+    @Option(name: .customLong("freeze-timeout-ms"), help: "Longest it tolerates between Freeze and Thaw.")
+    var freezeTimeoutMs: UInt32?
+
+    @Option(help: "Append '<monotonic ns> <event>' lines here (default: standard error).")
+    var log: String?
+
+    @Option(help: "Bus address (default: the system bus, or DBUS_SYSTEM_BUS_ADDRESS).")
+    var address: String?
+
+    func validate() throws {
+        guard ["front-end", "back-end", "system"].contains(level) else {
+            throw ValidationError("--level must be front-end, back-end or system")
+        }
+    }
+
+    /// Registers `handlers`, then serves until SIGTERM or SIGINT, and unregisters.
+    func serve(_ handlers: any WriterHandlers, defaultName: String, log: EventLog) async throws {
+        let connection = try address.map { try Connection(address: $0) } ?? Connection.system()
+        let writer = ShadowCopyWriter(connection: connection, options: .init(
+            name: name ?? defaultName, level: level, freezeTimeoutMs: freezeTimeoutMs), handlers: handlers)
+        try await writer.start()
+        log.note("registered \(writer.record?.rawValue ?? "?")")
+        await Self.waitForStop()
+        await writer.stop()
+        connection.close()
+    }
+
+    private static func waitForStop() async {
+        let (stream, continuation) = AsyncStream<Int32>.makeStream()
+        let signals = StopSignals([SIGTERM, SIGINT]) { continuation.yield($0) }
+        for await _ in stream { break }
+        signals.cancel()
+    }
+}
+
+/// `shadowcopy-writer hooks`: runs hook scripts around the freeze (qemu-ga fsfreeze-hook.d style).
+struct Hooks: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run the executables of a directory with 'freeze', then 'thaw' in reverse order.",
+        discussion: """
+            Scripts run in sorted order with the argument 'freeze' when a snapshot is about to be made, \
+            and with 'thaw' in reverse order, for every script that froze, once it is made or when it \
+            is abandoned (then SHADOWCOPY_EVENT=abort). Scripts written for qemu-ga's \
+            /etc/qemu/fsfreeze-hook.d run unchanged. A required script that fails to freeze vetoes the \
+            snapshot after the scripts that froze before it are thawed.
+            """)
+
+    @OptionGroup var common: CommonOptions
+
+    @Option(help: "The directory of hook scripts.")
+    var dir: String = "/etc/shadowcopy/hooks.d"
+
+    @Option(name: .customLong("timeout-ms"), help: "Longest one script may run.")
+    var timeoutMs: UInt32 = 10_000
+
+    @Option(name: .customLong("script-timeout"), help: "SCRIPT=MS: another time-out for one script (repeatable).")
+    var scriptTimeouts: [String] = []
+
+    @Option(name: .customLong("ignore-failure"), help: "SCRIPT: its failure is logged, never a veto (repeatable).")
+    var ignored: [String] = []
+
+    func validate() throws {
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: dir, isDirectory: &isDirectory), isDirectory.boolValue else {
+            throw ValidationError("--dir \(dir) is not a directory")
+        }
+        for entry in scriptTimeouts {
+            let parts = entry.split(separator: "=", maxSplits: 1)
+            guard parts.count == 2, UInt32(parts[1]) != nil else {
+                throw ValidationError("--script-timeout takes SCRIPT=MILLISECONDS, not '\(entry)'")
+            }
+        }
+    }
+
+    func run() async throws {
+        var timeouts: [String: UInt32] = [:]
+        for entry in scriptTimeouts {
+            let parts = entry.split(separator: "=", maxSplits: 1)
+            timeouts[String(parts[0])] = UInt32(parts[1])
+        }
+        let runner = HookRunner(directory: dir, defaultTimeoutMs: timeoutMs, timeouts: timeouts,
+                                policies: Dictionary(uniqueKeysWithValues: ignored.map { ($0, .ignore) }))
+        let log = EventLog(path: common.log)
+        try await common.serve(HooksWriter(runner: runner, log: log), defaultName: "hooks", log: log)
+    }
+}
