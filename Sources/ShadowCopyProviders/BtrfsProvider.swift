@@ -83,13 +83,22 @@ public final class BtrfsProvider: SnapshotProvider {
 
     public func abort(set: Identifier) async {
         guard let pending = sets.withLock({ $0.removeValue(forKey: set) }) else { return }
-        for (snapshot, volume) in pending.volumes where pending.made[snapshot] != nil {
-            do {
-                try Btrfs.deleteSubvolume(snapshot.hex, in: volume + "/" + BtrfsProvider.folder)
-            } catch {
-                logger.error("abort: cannot delete a copy", metadata: ["snapshot": "\(snapshot)", "error": "\(error)"])
+        for (snapshot, volume) in pending.volumes {
+            if pending.made[snapshot] != nil {
+                do {
+                    try Btrfs.deleteSubvolume(snapshot.hex, in: volume + "/" + BtrfsProvider.folder)
+                } catch {
+                    logger.error("abort: cannot delete a copy", metadata: ["snapshot": "\(snapshot)", "error": "\(error)"])
+                }
             }
+            BtrfsProvider.removeFolderIfEmpty(volume)
         }
+    }
+
+    /// The hidden folder goes with the volume's last copy: nothing of shadowcopy's stays behind.
+    private static func removeFolderIfEmpty(_ volume: String) {
+        // rmdir refuses a folder that still holds copies, which is what we want.
+        rmdir(volume + "/" + folder)
     }
 
     public func exists(snapshot: Identifier, copy: CommittedCopy, volume: String) -> Bool {
@@ -104,6 +113,7 @@ public final class BtrfsProvider: SnapshotProvider {
         } catch {
             throw .failed("btrfs: \(error)")
         }
+        BtrfsProvider.removeFolderIfEmpty(volume)
     }
 
     public func expose(snapshot: Identifier, copy: CommittedCopy, at path: String) throws(ShadowCopyError) {

@@ -50,4 +50,9 @@ public final class LoopVolume: @unchecked Sendable {
         let list = try Tool.run("/usr/bin/btrfs", ["subvolume", "list", "-o", mountPoint])
         return list.stdout.split(separator: "\n").compactMap { $0.split(separator: " ").last.map(String.init) }
     }
+
+    /// Whether shadowcopy left nothing on the volume: no subvolume, no `.shadowcopy` folder.
+    public func untouched() throws -> Bool {
+        try subvolumes().isEmpty && !FileManager.default.fileExists(atPath: mountPoint + "/.shadowcopy")
+    }
 }

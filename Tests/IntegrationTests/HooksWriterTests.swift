@@ -56,7 +56,7 @@ struct HooksWriterTests {
                         "\(message)")
                 // 10-db froze and is thawed (as an abort); 30-cache never ran.
                 #expect(hooks.order == ["10-db freeze freeze", "10-db thaw abort"])
-                #expect(try volume.subvolumes().isEmpty)
+                #expect(try volume.untouched())
             }
         }
     }
@@ -92,6 +92,23 @@ struct HooksWriterTests {
                 let (state, _, _) = try await Self.snapshot(f, volume)
                 #expect(state == "succeeded")
                 #expect(hooks.order == ["10-db freeze freeze", "30-cache freeze freeze", "30-cache thaw thaw", "10-db thaw thaw"])
+            }
+        }
+    }
+
+    @Test func swiftWritersRegisterAgainWhenTheDaemonRestarts() async throws {
+        let hooks = try HookDirectory(["10-db": HookDirectory.logging])
+        defer { hooks.remove() }
+        try await DaemonFixture.with { f in
+            let writer = try await HooksWriterProcess(bus: f.bus, name: "returning", directory: hooks.path)
+            defer { writer.stop() }
+            await f.daemon.stop(signal: SIGKILL)
+            try await DaemonProcess.with(bus: f.bus) { _ in
+                let client = try f.client()
+                defer { client.close() }
+                #expect(try await SC.eventually(.seconds(10)) {
+                    try await SC.managedObjects(client).values.contains { $0[SC.writer.rawValue]?["Name"]?.string == "returning" }
+                }, "the writer registered with the new daemon by itself")
             }
         }
     }

@@ -103,7 +103,7 @@ struct SnapshotSetTests {
                 #expect(status.allSatisfy { $0.structMembers?[1].string == "stable" && $0.structMembers?[2].string == "" })
 
                 _ = try await set.call("Delete")
-                #expect(try volume.subvolumes().isEmpty, "Delete removes the copy")
+                #expect(try volume.untouched(), "Delete removes the copy")
                 #expect(!(try String(contentsOfFile: "/proc/mounts", encoding: .utf8)).contains(exposed))
                 #expect(front.events.contains("BackupShutdown"))
             }
@@ -132,7 +132,7 @@ struct SnapshotSetTests {
                 #expect(try await set.state() == "aborted")
                 #expect(good.events.last == "Abort", "every writer that heard of the set gets Abort")
                 if phase == "Freeze" { #expect(good.events.contains("Freeze")) }
-                #expect(try volume.subvolumes().isEmpty)
+                #expect(try volume.untouched())
                 var writer: ObjectPath?
                 for path in try await SC.writerPaths(client) where try await set.property(path, SC.writer, "Name") == "vetoer" {
                     writer = path
@@ -163,7 +163,7 @@ struct SnapshotSetTests {
                 #expect(took >= .milliseconds(1400) && took < .seconds(10))
                 #expect(good.events.suffix(2) == ["Freeze", "Abort"] || good.events.last == "Abort")
                 #expect(hung.events.last == "Abort", "the hung writer is told to abort too")
-                #expect(try volume.subvolumes().isEmpty)
+                #expect(try volume.untouched())
             }
         }
     }
@@ -185,7 +185,7 @@ struct SnapshotSetTests {
                 #expect(try await set.property(job, RequesterSet.job, "State") == "failed")
                 #expect(good.events.last == "Abort")
                 #expect(try await set.state() == "aborted")
-                #expect(try volume.subvolumes().isEmpty)
+                #expect(try volume.untouched())
             }
         }
     }
@@ -208,7 +208,7 @@ struct SnapshotSetTests {
                 #expect(try await SC.eventually(.seconds(10)) { good.events.last == "BackupShutdown" })
                 #expect(good.events.contains("Abort"))
                 #expect(try await SC.eventually { try await SC.managedObjects(observer)[set.path] == nil })
-                #expect(try volume.subvolumes().isEmpty)
+                #expect(try volume.untouched())
                 // The slot is free again.
                 let next = try await RequesterSet.start(observer)
                 _ = try await next.call("Delete")
