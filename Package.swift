@@ -76,6 +76,9 @@ let package = Package(
             swiftSettings: strict
         ),
 
+        // Hostile calls for the security tests, run as root and as unprivileged users.
+        .executableTarget(name: "shadowcopy-fuzz", dependencies: ["DBus"], swiftSettings: strict),
+
         .testTarget(name: "DBusTests", dependencies: ["DBus", "ShadowCopyTestSupport"], swiftSettings: strict),
         .testTarget(name: "ShadowCopyCoreTests", dependencies: ["ShadowCopyCore", "SQLite"], swiftSettings: strict),
         .testTarget(

@@ -154,7 +154,7 @@ extension SnapshotEngine {
     // MARK: One snapshot
 
     /// The snapshot, when `caller` may act on it: the requester of its set, or root.
-    private func owned(_ id: Identifier, _ caller: Caller) throws(ShadowCopyError) -> SnapshotRecord {
+    public func owned(_ id: Identifier, _ caller: Caller) throws(ShadowCopyError) -> SnapshotRecord {
         try state.withLock { s throws(ShadowCopyError) in
             guard let record = s.snapshots[id] else { throw .notFound("no snapshot \(id)") }
             if let set = s.sets[record.set] { try SnapshotEngine.checkDriver(set, caller, rootMay: true) }

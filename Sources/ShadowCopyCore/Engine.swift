@@ -215,9 +215,7 @@ public final class SnapshotEngine: Sendable {
     public func addVolume(_ id: Identifier, _ caller: Caller, volume: String, provider wanted: String?)
         async throws(ShadowCopyError) -> Identifier
     {
-        // Ownership and state first: a stranger learns nothing about volumes through someone
-        // else's set, and a set that cannot take a volume says so whatever the volume.
-        try withSet(id, caller) { set throws(ShadowCopyError) in try SnapshotEngine.checkAddVolume(set) }
+        try mayAddVolume(id, caller)
         let (provider, canonical) = try await provider(for: volume, named: wanted)
         let snapshot = Identifier()
         try state.withLock { s throws(ShadowCopyError) in
@@ -242,6 +240,13 @@ public final class SnapshotEngine: Sendable {
         observer.snapshotAdded(snapshot)
         observer.setChanged(id)
         return snapshot
+    }
+
+    /// Ownership and state, before anything looks at the volume: a stranger learns nothing about
+    /// volumes through someone else's set, and a set that cannot take a volume says so whatever
+    /// the volume.
+    public func mayAddVolume(_ id: Identifier, _ caller: Caller) throws(ShadowCopyError) {
+        try withSet(id, caller) { set throws(ShadowCopyError) in try SnapshotEngine.checkAddVolume(set) }
     }
 
     private static func checkAddVolume(_ set: SnapshotSetRecord) throws(ShadowCopyError) {
@@ -350,8 +355,12 @@ public final class SnapshotEngine: Sendable {
 }
 
 extension SnapshotEngine {
-    /// Throws unless `caller` may drive set `id` (root included, as for Abort).
-    public func mayDrive(_ id: Identifier, _ caller: Caller) throws(ShadowCopyError) {
-        try withSet(id, caller, rootMay: true) { _ in }
+    /// Throws unless `caller` may drive set `id`; `rootMay` lets root in too (as for Abort and
+    /// Delete). Returns the set as it is.
+    @discardableResult
+    public func mayDrive(_ id: Identifier, _ caller: Caller, rootMay: Bool = true) throws(ShadowCopyError)
+        -> SnapshotSetRecord
+    {
+        try withSet(id, caller, rootMay: rootMay) { $0 }
     }
 }

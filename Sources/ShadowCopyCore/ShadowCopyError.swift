@@ -13,6 +13,12 @@ public struct ShadowCopyError: Error, Sendable, Equatable, CustomStringConvertib
         case notFound = "NotFound"
         /// The caller may not do this (not the owner, not authorized).
         case notAuthorized = "NotAuthorized"
+        /// polkit would authorize the caller after authentication, which did not happen (dismissed,
+        /// or no authentication agent).
+        case notAuthorizedCanObtain = "NotAuthorizedCanObtain"
+        /// polkit needs the user to authenticate, and the caller did not allow interaction
+        /// (`org.freedesktop.DBus.Error.InteractiveAuthorizationRequired` on the bus).
+        case interactiveAuthorizationRequired = "InteractiveAuthorizationRequired"
         /// The object is already there (the same writer registered twice).
         case alreadyExists = "AlreadyExists"
         /// A configured limit would be exceeded.

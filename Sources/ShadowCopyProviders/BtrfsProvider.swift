@@ -40,6 +40,10 @@ public final class BtrfsProvider: SnapshotProvider {
         }
         defer { free(resolved) }
         let canonical = String(cString: resolved)
+        // A copy is not a volume: shadowcopy never copies its own copies (VSS refuses too).
+        if canonical.split(separator: "/").contains(Substring(BtrfsProvider.folder)) {
+            throw ShadowCopyError(.volumeNotSupported, "\(canonical) is a shadow copy, not a volume")
+        }
         do {
             return try Btrfs.isSubvolumeRoot(canonical) ? canonical : nil
         } catch {

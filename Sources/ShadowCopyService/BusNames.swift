@@ -48,11 +48,14 @@ extension String {
 }
 
 extension ShadowCopyError: DBusErrorConvertible {
-    /// Bad input uses the standard `InvalidArgs`; everything else has its own shadowcopy name.
+    /// Bad input and a needed interactive authorization use the standard names; everything else
+    /// has its own shadowcopy name.
     public var dbusError: DBusError {
-        let name: ErrorName = code == .invalidArgs
-            ? .invalidArgs
-            : ErrorName(ShadowCopyBus.errorPrefix + code.rawValue)!
+        let name: ErrorName = switch code {
+        case .invalidArgs: .invalidArgs
+        case .interactiveAuthorizationRequired: "org.freedesktop.DBus.Error.InteractiveAuthorizationRequired"
+        default: ErrorName(ShadowCopyBus.errorPrefix + code.rawValue)!
+        }
         return DBusError(name, message)
     }
 }

@@ -38,6 +38,11 @@ struct CoordinatorAdapter: Sendable {
                 let options = try Options(call[0], accepted: ["volume": "s", "set": "o", "oldest": "b", "all": "b"],
                                           method: "DeleteSnapshots")
                 let volume = try await canonical(options.string("volume"))
+                var details: [String: String] = [:]
+                if let volume { details["volume"] = volume }
+                if let set = try options.setID("set") { details["set"] = set.description }
+                if options.bool("all") == true { details["all"] = "true" }
+                try await server.authorizer.check(call, .delete, details: details, options: options)
                 let count = try await engine.deleteSnapshots(
                     try await call.caller(), volume: volume, set: try options.setID("set"),
                     oldest: options.bool("oldest") ?? false, all: options.bool("all") ?? false)
@@ -81,6 +86,7 @@ struct CoordinatorAdapter: Sendable {
         guard let name = options.string("name") else {
             throw ShadowCopyError.invalidArgs("RegisterWriter: option 'name' (s) is required")
         }
+        try await server.authorizer.check(call, .registerWriter, details: ["writer": name], options: options)
         var registration = WriterRegistration(name: name)
         registration.classID = try options.identifier("class-id")
         if let instance = try options.identifier("instance-id") { registration.instanceID = instance }
@@ -96,8 +102,10 @@ struct CoordinatorAdapter: Sendable {
         let options = try Options(call[0], accepted: [
             "context": "s", "backup-type": "s", "persistent": "b", "auto-release": "b", "description": "s", "wait-ms": "u",
         ], method: method)
+        let context = try options.choice("context", as: SetContext.self) ?? .backup
+        try await server.authorizer.check(call, .create, details: ["context": context.rawValue], options: options)
         let id = try await server.engine.startSet(
-            caller: try await call.caller(), context: try options.choice("context", as: SetContext.self) ?? .backup,
+            caller: try await call.caller(), context: context,
             backupType: try options.choice("backup-type", as: BackupType.self) ?? .full,
             persistent: options.bool("persistent") ?? false, autoRelease: options.bool("auto-release") ?? true,
             description: options.string("description") ?? "", restore: restore, waitMs: options.uint32("wait-ms") ?? 0)

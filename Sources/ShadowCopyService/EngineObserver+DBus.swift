@@ -7,13 +7,15 @@ import Synchronization
 /// property changes, and emits the Coordinator's and jobs' signals.
 final class BusMirror: EngineObserver {
     private let connection: Connection
+    private let authorizer: Authorizer
     private let logger: Logger
     private let engineRef = Mutex<SnapshotEngine?>(nil)
     /// Jobs whose Completed was emitted, so it goes out once.
     private let completed = Mutex<Set<UInt64>>([])
 
-    init(connection: Connection, logger: Logger) {
+    init(connection: Connection, authorizer: Authorizer, logger: Logger) {
         self.connection = connection
+        self.authorizer = authorizer
         self.logger = logger
     }
 
@@ -31,7 +33,7 @@ final class BusMirror: EngineObserver {
 
     func setAdded(_ id: Identifier) {
         guard let engine else { return }
-        export(ShadowCopyBus.setPath(id), SnapshotSetAdapter(engine: engine, id: id).interface())
+        export(ShadowCopyBus.setPath(id), SnapshotSetAdapter(engine: engine, id: id, authorizer: authorizer).interface())
     }
 
     func setChanged(_ id: Identifier) {
@@ -44,7 +46,7 @@ final class BusMirror: EngineObserver {
 
     func snapshotAdded(_ id: Identifier) {
         guard let engine else { return }
-        export(ShadowCopyBus.snapshotPath(id), SnapshotAdapter.interface(id, engine: engine))
+        export(ShadowCopyBus.snapshotPath(id), SnapshotAdapter.interface(id, engine: engine, authorizer: authorizer))
     }
 
     func snapshotChanged(_ id: Identifier) {

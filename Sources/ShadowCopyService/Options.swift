@@ -13,7 +13,7 @@ struct Options {
             throw .invalidArgs("\(method): options must be an a{sv} dictionary without repeated keys")
         }
         for (key, item) in dict {
-            guard let expected = accepted[key] else {
+            guard let expected = accepted[key] ?? Options.everywhere[key] else {
                 let known = accepted.keys.sorted().joined(separator: ", ")
                 throw .invalidArgs("\(method): unknown option '\(Options.printable(key))'"
                     + (known.isEmpty ? " (it takes none)" : " (known: \(known))"))
@@ -24,6 +24,13 @@ struct Options {
         }
         values = dict
     }
+
+    /// Keys every method takes (the udisks convention): `auth.no_user_interaction b` forbids
+    /// polkit from asking the user to authenticate.
+    static let everywhere: [String: Signature] = ["auth.no_user_interaction": "b"]
+
+    /// Whether the caller's options forbid an authentication dialog.
+    var noUserInteraction: Bool { bool("auth.no_user_interaction") ?? false }
 
     func string(_ key: String) -> String? { values[key]?.string }
     func uint32(_ key: String) -> UInt32? { values[key]?.uint32 }

@@ -17,16 +17,11 @@ extension ShadowCopyServer {
     func registerProvider(_ call: MethodCall) async throws -> [Value] {
         guard let path = call[0].objectPath else { throw ShadowCopyError.invalidArgs("RegisterProvider: bad path") }
         let options = try Options(call[1], accepted: ["name": "s", "id": "s", "version": "s"], method: "RegisterProvider")
-        let caller = try await call.caller()
-        // polkit's org.shadowcopy.register-provider is auth_admin; until the polkit client
-        // exists, only root may hand the daemon a provider.
-        guard caller.isRoot else {
-            throw ShadowCopyError(.notAuthorized, "only root may register a provider (org.shadowcopy.register-provider)")
-        }
         guard let name = options.string("name") else {
             throw ShadowCopyError.invalidArgs("RegisterProvider: option 'name' (s) is required")
         }
         try ShadowCopyServer.checkProviderName(name)
+        try await authorizer.check(call, .registerProvider, details: ["provider": name], options: options)
         let version = options.string("version") ?? ""
         guard version.utf8.count <= 64 else { throw ShadowCopyError.invalidArgs("version: at most 64 bytes") }
         let info = ProviderInfo(name: name, id: try options.identifier("id") ?? Identifier(), type: "external",

@@ -17,6 +17,8 @@ public final class ShadowCopyServer: Sendable {
     private let ownerWatch = Mutex<Task<Void, Never>?>(nil)
     private let idleWatch = Mutex<Task<Void, Never>?>(nil)
 
+    /// Asks polkit before anything changes.
+    let authorizer: Authorizer
     /// External providers by name, with the bus name that registered each.
     let externalProviders = Mutex<[String: ExternalProvider]>([:])
 
@@ -26,7 +28,8 @@ public final class ShadowCopyServer: Sendable {
         self.settings = settings
         self.writers = WriterRegistry(settings: settings)
         self.logger = logger
-        let mirror = BusMirror(connection: connection, logger: logger)
+        authorizer = Authorizer(connection: connection, logger: logger)
+        let mirror = BusMirror(connection: connection, authorizer: authorizer, logger: logger)
         engine = SnapshotEngine(settings: settings, writers: writers, transport: DBusWriterTransport(connection: connection),
                                 providers: providers, catalog: catalog, writeHolder: writeHolder, observer: mirror,
                                 logger: logger)

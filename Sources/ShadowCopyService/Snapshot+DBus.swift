@@ -3,7 +3,7 @@ import ShadowCopyCore
 
 /// The D-Bus adapter of one copy: `Snapshot` at `snapshots/<id>`.
 enum SnapshotAdapter {
-    static func interface(_ id: Identifier, engine: SnapshotEngine) -> Interface {
+    static func interface(_ id: Identifier, engine: SnapshotEngine, authorizer: Authorizer) -> Interface {
         let record: @Sendable () -> SnapshotRecord? = { engine.snapshot(id) }
         let set = record().map { ShadowCopyBus.setPath($0.set) } ?? .root
         return Interface(ShadowCopySpecs.snapshot) { i in
@@ -20,13 +20,23 @@ enum SnapshotAdapter {
             i.property("StorageUsed", get: { .uint64(0) })
             i.property("StorageSize", get: { .uint64(0) })
 
+            /// Ownership first (a stranger is refused without a polkit prompt), then polkit.
+            @Sendable func authorize(_ call: MethodCall, _ action: Action, _ options: Options) async throws -> Caller {
+                let caller = try await call.caller()
+                let snapshot = try engine.owned(id, caller)
+                var details = ["volume": snapshot.originalVolume, "set": snapshot.set.description, "snapshot": id.description,
+                               "provider": snapshot.provider]
+                if !snapshot.exposedPath.isEmpty { details["mount-point"] = snapshot.exposedPath }
+                try await authorizer.check(call, action, details: details, options: options)
+                return caller
+            }
             i.method("Expose") { call in
-                try Options.none(call[0], "Expose")
-                return [.string(try engine.expose(id, try await call.caller()))]
+                let caller = try await authorize(call, .expose, try Options.none(call[0], "Expose"))
+                return [.string(try engine.expose(id, caller))]
             }
             i.method("Unexpose") { call in
-                try Options.none(call[0], "Unexpose")
-                try engine.unexpose(id, try await call.caller())
+                let caller = try await authorize(call, .expose, try Options.none(call[0], "Unexpose"))
+                try engine.unexpose(id, caller)
                 return []
             }
             i.method("OpenDevice") { call in
@@ -38,8 +48,8 @@ enum SnapshotAdapter {
                 throw ShadowCopyError.notSupported("Revert arrives with the device-mapper providers (snapshot-merge)")
             }
             i.method("Delete") { call in
-                try Options.none(call[0], "Delete")
-                try await engine.deleteSnapshot(id, try await call.caller())
+                let caller = try await authorize(call, .delete, try Options.none(call[0], "Delete"))
+                try await engine.deleteSnapshot(id, caller)
                 return []
             }
         }

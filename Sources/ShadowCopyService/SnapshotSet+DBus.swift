@@ -6,10 +6,12 @@ import ShadowCopyCore
 struct SnapshotSetAdapter {
     let engine: SnapshotEngine
     let id: Identifier
+    let authorizer: Authorizer
 
     func interface() -> Interface {
         let engine = self.engine
         let id = self.id
+        let authorizer = self.authorizer
         let record: @Sendable () -> SnapshotSetRecord? = { engine.set(id) }
         return Interface(ShadowCopySpecs.snapshotSet) { i in
             i.property("Id", get: { .string(id.description) })
@@ -49,8 +51,14 @@ struct SnapshotSetAdapter {
             }
             i.method("AddVolume") { call in
                 let options = try Options(call[1], accepted: ["provider": "s"], method: "AddVolume")
-                let snapshot = try await engine.addVolume(id, try await call.caller(), volume: call[0].string ?? "",
-                                                    provider: options.string("provider"))
+                let caller = try await call.caller()
+                // The requester's own set, then the volume as its provider names it, for polkit rules.
+                try engine.mayAddVolume(id, caller)
+                let (provider, volume) = try await engine.provider(for: call[0].string ?? "", named: options.string("provider"))
+                try await authorizer.check(call, .create, details: [
+                    "volume": volume, "set": id.description, "provider": provider.info.name,
+                ], options: options)
+                let snapshot = try await engine.addVolume(id, caller, volume: volume, provider: provider.info.name)
                 return [.objectPath(ShadowCopyBus.snapshotPath(snapshot))]
             }
             i.method("PrepareForBackup") { call in
@@ -97,8 +105,16 @@ struct SnapshotSetAdapter {
                 return []
             }
             i.method("Delete") { call in
-                try Options.none(call[0], "Delete")
-                try await engine.deleteSet(id, try await call.caller())
+                let options = try Options.none(call[0], "Delete")
+                let caller = try await call.caller()
+                // Ending one's own set needs nothing more; deleting copies already made does.
+                let set = try engine.mayDrive(id, caller)
+                if set.snapshots.contains(where: { engine.snapshot($0)?.state != .pending }) {
+                    try await authorizer.check(call, .delete, details: ["set": id.description,
+                                                                        "volume": set.volumes.joined(separator: " ")],
+                                               options: options)
+                }
+                try await engine.deleteSet(id, caller)
                 return []
             }
         }
@@ -123,7 +139,8 @@ extension MethodCall {
 
 extension Options {
     /// Options of a method that takes none yet: any key is an error.
-    static func none(_ value: Value, _ method: String) throws(ShadowCopyError) {
-        _ = try Options(value, accepted: [:], method: method)
+    @discardableResult
+    static func none(_ value: Value, _ method: String) throws(ShadowCopyError) -> Options {
+        try Options(value, accepted: [:], method: method)
     }
 }

@@ -6,6 +6,8 @@ public final class DaemonProcess: @unchecked Sendable {
     public let process: ChildProcess
     public let logURL: URL
     public let bus: PrivateBus
+    /// Where this daemon exposes copies (`--expose-root`).
+    public let exposeRoot: String
 
     /// Starts the daemon and waits until it owns its name (at most `timeout`).
     public init(bus: PrivateBus, arguments: [String] = [], binary: URL = ProjectPaths.daemon,
@@ -19,10 +21,17 @@ public final class DaemonProcess: @unchecked Sendable {
         var environment = ProcessInfo.processInfo.environment
         environment["DBUS_SYSTEM_BUS_ADDRESS"] = bus.address
         environment.removeValue(forKey: "JOURNAL_STREAM")
-        // Each daemon keeps its catalog beside its bus unless told otherwise: tests never touch
-        // /var/lib/shadowcopy.
-        let arguments = arguments.contains("--catalog")
-            ? arguments : arguments + ["--catalog", bus.directory.appendingPathComponent("catalog.db").path]
+        // Each daemon keeps its catalog and its exposed copies beside its bus unless told
+        // otherwise: tests never touch /var/lib/shadowcopy or /run/shadowcopy, and suites that
+        // run at once never see each other's mounts.
+        var arguments = arguments
+        if !arguments.contains("--catalog") { arguments += ["--catalog", bus.directory.appendingPathComponent("catalog.db").path] }
+        if let at = arguments.firstIndex(of: "--expose-root"), at + 1 < arguments.count {
+            exposeRoot = arguments[at + 1]
+        } else {
+            exposeRoot = bus.directory.appendingPathComponent("expose").path
+            arguments += ["--expose-root", exposeRoot]
+        }
         process = try ChildProcess(binary.path, arguments, environment: environment,
                                    stdout: logURL.path, stderr: logURL.path)
         try await waitForName(timeout: timeout)
@@ -49,9 +58,11 @@ public final class DaemonProcess: @unchecked Sendable {
         do {
             let result = try await body(daemon)
             await daemon.stop()
+            daemon.unmountExposed()
             return result
         } catch {
             await daemon.stop()
+            daemon.unmountExposed()
             throw error
         }
     }
@@ -70,6 +81,17 @@ public final class DaemonProcess: @unchecked Sendable {
     public func stop(signal: Int32 = SIGTERM, timeout: Duration = .seconds(10)) async -> Int32 {
         process.stop(signal: signal, grace: timeout)
     }
+
+    /// Unmounts whatever is still exposed under this daemon's expose root: exposed persistent
+    /// copies outlive the daemon by design, but not the test.
+    public func unmountExposed() {
+        for entry in (try? FileManager.default.contentsOfDirectory(atPath: exposeRoot)) ?? [] {
+            _ = try? Tool.run("/usr/bin/umount", ["--lazy", exposeRoot + "/" + entry])
+        }
+    }
+
+    /// The entries under the expose root (a copy exposed, or a leftover).
+    public var exposed: [String] { (try? FileManager.default.contentsOfDirectory(atPath: exposeRoot)) ?? [] }
 }
 
 /// Reads /proc/<pid>/status.
@@ -91,10 +113,10 @@ public struct DaemonFixture: Sendable {
 
     /// Runs `body` with a fresh bus and daemon, and stops both afterwards, also on failure.
     public static func with<T: Sendable>(
-        arguments: [String] = [], extraConfig: String = "",
+        arguments: [String] = [], extraConfig: String = "", morePolicies: [URL] = [],
         _ body: (DaemonFixture) async throws -> T
     ) async throws -> T {
-        let bus = try PrivateBus(extraConfig: extraConfig)
+        let bus = try PrivateBus(policies: [ProjectPaths.busPolicy] + morePolicies, extraConfig: extraConfig)
         let daemon: DaemonProcess
         do {
             daemon = try await DaemonProcess(bus: bus, arguments: arguments)
@@ -106,10 +128,12 @@ public struct DaemonFixture: Sendable {
         do {
             let result = try await body(fixture)
             await daemon.stop()
+            daemon.unmountExposed()
             bus.stop()
             return result
         } catch {
             await daemon.stop()
+            daemon.unmountExposed()
             bus.stop()
             throw error
         }

@@ -27,6 +27,7 @@ enum ShadowCopyDaemon {
           --catalog <path>        The catalog of sets and snapshots (default /var/lib/shadowcopy/catalog.db).
           --idle-set-timeout-ms <ms>
                                   Abort a set its requester leaves idle this long (default 600000).
+          --expose-root <path>    Where Expose mounts copies (default /run/shadowcopy).
           --hold-writes-timeout-ms <ms>
                                   Hold writes on a set's volumes at most this long (default 10000).
           --version               Show the version.
@@ -80,6 +81,11 @@ enum ShadowCopyDaemon {
                     return usageError("--hold-writes-timeout-ms needs a number of milliseconds above 0")
                 }
                 options.settings.holdWritesTimeoutMs = value
+            case "--expose-root":
+                guard let value = rest.popFirst(), value.hasPrefix("/"), value.count > 1 else {
+                    return usageError("--expose-root needs an absolute path")
+                }
+                options.settings.exposeRoot = value
             case "--catalog":
                 guard let value = rest.popFirst(), value.hasPrefix("/") else {
                     return usageError("--catalog needs an absolute path")

@@ -4,161 +4,112 @@ import ShadowCopyTestSupport
 import Synchronization
 import Testing
 
-/// Randomised hostile calls: every one must be answered with an error, and the daemon must stay
-/// up with flat memory and nothing registered.
-@Suite("Hostile input")
+/// Randomised hostile calls (Sources/shadowcopy-fuzz), as root and as an unprivileged user that
+/// polkit grants everything: every one must be answered with an error, nothing may be mounted,
+/// registered or created, and the daemon must stay up with flat memory.
+@Suite("Hostile input", .serialized)
 struct HostileInputTests {
-    /// A deterministic generator, so a failure can be replayed from its seed.
-    struct SplitMix: RandomNumberGenerator {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-    }
-
     static let expectedErrors: Set<String> = [
         ErrorName.invalidArgs.rawValue, ErrorName.unknownMethod.rawValue, ErrorName.unknownObject.rawValue,
         ErrorName.unknownInterface.rawValue, ErrorName.unknownProperty.rawValue, ErrorName.propertyReadOnly.rawValue,
         "org.shadowcopy.ShadowCopy1.Error.NotSupported", "org.shadowcopy.ShadowCopy1.Error.NotFound",
+        "org.shadowcopy.ShadowCopy1.Error.NotAuthorized", "org.shadowcopy.ShadowCopy1.Error.VolumeNotSupported",
+        "org.shadowcopy.ShadowCopy1.Error.BadState", "IsVolumeSupported=false",
     ]
 
-    static let hostileStrings = [
-        "../../etc/shadow", "/org/shadowcopy/ShadowCopy1/../../x", "0 100 linear /dev/sda 0\n0 1 zero",
-        "shadowcopy-x\nsnapshot /dev/sda", "'; DROP TABLE sets; --", "%s%s%s%n", "\u{202E}evil", "/dev/mapper/../sda",
-        String(repeating: "A", count: 4096), "", " ", "\u{7}\u{1b}[2J",
-    ]
-
-    static func randomValue(_ rng: inout SplitMix, depth: Int = 0) -> Value {
-        switch Int.random(in: 0..<(depth > 3 ? 8 : 12), using: &rng) {
-        case 0: return .string(hostileStrings.randomElement(using: &rng)!)
-        case 1: return .uint32(UInt32.random(in: 0...UInt32.max, using: &rng))
-        case 2: return .int64(Int64.random(in: .min ... .max, using: &rng))
-        case 3: return .objectPath(["/", "/org/shadowcopy/ShadowCopy1/writers/00", "/a/b/c"].randomElement(using: &rng)!)
-        case 4: return .bool(Bool.random(using: &rng))
-        case 5: return .double([Double.nan, .infinity, -0.0, 1e308].randomElement(using: &rng)!)
-        case 6: return .byte(UInt8.random(in: 0...255, using: &rng))
-        case 7: return .signature("a{sv}")
-        case 8: return .variant(randomValue(&rng, depth: depth + 1))
-        case 9: return .strings((0..<Int.random(in: 0..<5, using: &rng)).map { _ in hostileStrings.randomElement(using: &rng)! })
-        case 10: return .structure([randomValue(&rng, depth: depth + 1), randomValue(&rng, depth: depth + 1)])
-        default: return hostileOptions(&rng, depth: depth + 1)
+    /// Runs the fuzzer as `user` (root when nil); returns its summary's fields.
+    static func fuzz(_ bus: PrivateBus, as user: TestAccounts.User?, seed: Int, count: Int, set: ObjectPath,
+                     snapshot: ObjectPath, symlinks: [String]) throws -> [String: String] {
+        var command = [ProjectPaths.products.appendingPathComponent("shadowcopy-fuzz").path, "--seed", "\(seed)",
+                       "--count", "\(count)", "--set", set.rawValue, "--snapshot", snapshot.rawValue]
+        for link in symlinks { command += ["--symlink", link] }
+        if let user { command = ["/usr/bin/setpriv", "--reuid=\(user.uid)", "--regid=\(user.gid)", "--init-groups"] + command }
+        let result = try Tool.run(command[0], Array(command.dropFirst()), environment: ["DBUS_SYSTEM_BUS_ADDRESS": bus.address])
+        guard result.status == 0, let line = result.stdout.split(separator: "\n").last else {
+            throw HarnessError("shadowcopy-fuzz: \(result.status) \(result.stdout) \(result.stderr)")
         }
-    }
-
-    /// An a{sv} that always holds at least one unknown key or wrong type.
-    static func hostileOptions(_ rng: inout SplitMix, depth: Int = 0) -> Value {
-        var entries: [(String, Value)] = [(["name", "level", "usage"].randomElement(using: &rng)!, .uint64(1))]
-        for _ in 0..<Int.random(in: 0..<4, using: &rng) {
-            entries.append((hostileStrings.randomElement(using: &rng)!, randomValue(&rng, depth: depth + 1)))
+        var fields: [String: String] = [:]
+        for field in line.split(separator: " ", maxSplits: 3) {
+            let parts = field.split(separator: "=", maxSplits: 1)
+            if parts.count == 2 { fields[String(parts[0])] = String(parts[1]) }
         }
-        entries.shuffle(using: &rng)
-        return .vardict(entries)
+        return fields
     }
 
-    static func nested(_ depth: Int) -> Value {
-        var value = Value.string("deep")
-        for level in 0..<depth { value = level % 2 == 0 ? .variant(value) : .structure([value]) }
-        return value
+    static func check(_ fields: [String: String], count: Int, who: String) {
+        #expect(fields["answered"] == "\(count)", "\(who): \(fields)")
+        #expect(fields["successes"] == "0", Comment(rawValue: "\(who): a hostile call succeeded: \(fields["first-success"] ?? "")"))
+        let names = (fields["errors"] ?? "").split(separator: ",").compactMap { $0.split(separator: ":").first.map(String.init) }
+        let unexpected = names.filter { !expectedErrors.contains($0) }
+        #expect(unexpected.isEmpty, "\(who): unexpected errors \(unexpected) in \(fields["errors"] ?? "")")
     }
 
-    /// One hostile call: never a valid request, so an error reply is the only right answer.
-    static func hostileCall(_ rng: inout SplitMix, index: Int) -> Message {
-        let members: [MemberName] = ["RegisterWriter", "UnregisterWriter", "StartSnapshotSet", "Query", "AddShadowStorage",
-                                     "IsVolumeSupported", "DeleteSnapshots", "Nope", "Get", "Set", "GetAll", "Introspect",
-                                     "GetManagedObjects", "Ping"]
-        let interfaces: [InterfaceName?] = [
-            "org.shadowcopy.ShadowCopy1.Coordinator", "org.freedesktop.DBus.Properties", "org.example.Unknown",
-            "org.freedesktop.DBus.Introspectable", "org.freedesktop.DBus.ObjectManager", "org.freedesktop.DBus.Peer", nil,
-        ]
-        let paths: [ObjectPath] = ["/org/shadowcopy/ShadowCopy1", "/org/shadowcopy/ShadowCopy1/writers/0123",
-                                   "/org/shadowcopy/ShadowCopy1/sets/x", "/elsewhere"]
-        let member = members.randomElement(using: &rng)!
-        let message = Message.methodCall(destination: "org.shadowcopy.ShadowCopy1", path: paths.randomElement(using: &rng)!,
-                                         interface: interfaces.randomElement(using: &rng)!, member: member)
-        var args: [Value]
-        switch index % 10 {
-        case 0 where index % 500 == 0:
-            args = [.string(String(repeating: "x", count: 1 << 20)), hostileOptions(&rng)]   // 1 MiB
-        case 1:
-            args = [nested(Int.random(in: 20...60, using: &rng))]
-        case 2:
-            args = [.objectPath("/w"), hostileOptions(&rng)]
-        case 3:
-            args = [.string("org.shadowcopy.ShadowCopy1.Coordinator"), .string(hostileStrings.randomElement(using: &rng)!)]
-        default:
-            args = (0..<Int.random(in: 1..<5, using: &rng)).map { _ in randomValue(&rng) }
-        }
-        // A call that would be valid by chance (Ping(), Introspect(), GetManagedObjects() on the
-        // right path) gets a surplus argument so it never is.
-        args.append(.uint32(0xDEAD))
-        try! message.append(args)
-        return message
-    }
+    @Test func twentyThousandHostileCallsAsRootAndAsAUserAllGetErrors() async throws {
+        let accounts = try TestAccounts(roles: ["fuzzer"], members: ["fuzzer"])
+        defer { accounts.remove() }
+        let links = FileManager.default.temporaryDirectory.appendingPathComponent("shadowcopy-links-\(UInt32.random(in: 0...UInt32.max))").path
+        try FileManager.default.createDirectory(atPath: links, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: links) }
+        try await LoopVolume.with { volume in
+            try await DaemonFixture.with(morePolicies: [PolkitDaemon.busPolicy]) { f in
+                chmod(f.bus.directory.path, 0o755)
+                // The user may do everything polkit decides: only validation and ownership stop it.
+                let polkit = try await PolkitDaemon(bus: f.bus, rules: """
+                    polkit.addRule(function(action, subject) {
+                        if (action.id.indexOf("org.shadowcopy.") === 0 && subject.isInGroup("\(accounts.group)")) return polkit.Result.YES;
+                        return polkit.Result.NOT_HANDLED;
+                    });
+                    """)
+                defer { polkit.stop() }
+                let c = try f.client()
+                defer { c.close() }
+                // A made copy (set B), then a set in creation (A) that takes volumes.
+                let made = try await RequesterSet.start(c, [("context", .string("file-share-backup")), ("auto-release", .bool(false))])
+                let snapshot = try #require(try await made.call("AddVolume", [.string(volume.mountPoint), .vardict([])]).first?.objectPath)
+                #expect(try await made.run("DoSnapshotSet") == ("succeeded", ""))
+                let open = try await RequesterSet.start(c, [("context", .string("file-share-backup")), ("auto-release", .bool(false))])
 
-    @Test func tenThousandHostileCallsAllGetErrors() async throws {
-        try await DaemonFixture.with { fixture in
-            let c = try fixture.client()
-            defer { c.close() }
-            var rng = SplitMix(state: 0x5EED_2026)
-            let tally = Tally()
+                // Symlinks that lead to what is not a volume: a copy, system directories, nowhere, a loop.
+                let copy = volume.mountPoint + "/.shadowcopy/" + String(snapshot.rawValue.split(separator: "/").last!)
+                let targets = ["etc": "/etc", "copy": copy, "expose-root": f.daemon.exposeRoot, "dangling": "/nonexistent/x",
+                               "proc-root": "/proc/self/root/etc", "loop-a": links + "/loop-b", "loop-b": links + "/loop-a"]
+                for (name, target) in targets { try FileManager.default.createSymbolicLink(atPath: links + "/" + name, withDestinationPath: target) }
+                let symlinks = targets.keys.sorted().map { links + "/" + $0 }
 
-            func batch(_ range: Range<Int>, _ rng: inout SplitMix) async throws {
-                let messages = range.map { Self.hostileCall(&rng, index: $0) }
-                // 64 in flight at a time: the bus allows 128 pending replies per connection.
-                for chunk in stride(from: 0, to: messages.count, by: 64) {
-                    await withTaskGroup(of: Void.self) { group in
-                        for message in messages[chunk..<min(chunk + 64, messages.count)] {
-                            group.addTask { await tally.record(message, on: c) }
-                        }
-                    }
-                }
+                _ = try Self.fuzz(f.bus, as: nil, seed: 7, count: 2_000, set: open.path, snapshot: snapshot, symlinks: symlinks)
+                let before = try #require(f.daemon.residentKiB)
+                let asRoot = try Self.fuzz(f.bus, as: nil, seed: 0x5EED, count: 10_000, set: open.path, snapshot: snapshot, symlinks: symlinks)
+                let asUser = try Self.fuzz(f.bus, as: accounts["fuzzer"], seed: 0xF00D, count: 10_000, set: open.path,
+                                           snapshot: snapshot, symlinks: symlinks)
+                let after = try #require(f.daemon.residentKiB)
+                Self.check(asRoot, count: 10_000, who: "root")
+                Self.check(asUser, count: 10_000, who: "user")
+                print("hostile input: root \(asRoot["errors"] ?? "")")
+                print("hostile input: user \(asUser["errors"] ?? "")")
+
+                // Up, flat, and nothing made: the same two sets, one copy, no writer, no provider, no mount.
+                #expect(f.daemon.process.isRunning)
+                #expect(after - before < 4 * 1024, "RSS grew from \(before) KiB to \(after) KiB")
+                let objects = try await SC.managedObjects(c).keys.map(\.rawValue)
+                #expect(Set(objects.filter { $0.contains("/sets/") }) == [made.path.rawValue, open.path.rawValue])
+                #expect(objects.filter { $0.contains("/snapshots/") } == [snapshot.rawValue])
+                #expect(objects.filter { $0.contains("/writers/") }.isEmpty)
+                #expect(objects.filter { $0.contains("/providers/") } == ["/org/shadowcopy/ShadowCopy1/providers/btrfs"])
+                #expect(try await open.property(open.path, RequesterSet.interface, "Volumes") == "")
+                #expect(f.daemon.exposed.isEmpty, "nothing exposed")
+                #expect(try volume.subvolumes().count == 1)
+                _ = try await open.call("Delete")
+                _ = try await made.call("Delete")
+                #expect(try volume.untouched())
             }
-
-            try await batch(0..<2_000, &rng)       // warm-up: allocator and caches settle
-            let before = try #require(fixture.daemon.residentKiB)
-            try await batch(2_000..<12_000, &rng)
-            let after = try #require(fixture.daemon.residentKiB)
-
-            #expect(tally.answered.withLock { $0 } == 12_000)
-            let problems = tally.unexpected.withLock { $0 }
-            #expect(problems.isEmpty, "\(problems.count) unexpected answers, first: \(problems.prefix(5))")
-            #expect(fixture.daemon.process.isRunning)
-            #expect(try await SC.call(c, "Ping", interface: "org.freedesktop.DBus.Peer") == [])
-            #expect(try await SC.writerPaths(c).isEmpty)
-            print("hostile input: 10000 calls, daemon RSS \(before) KiB -> \(after) KiB")
-            #expect(after - before < 4 * 1024, "RSS grew from \(before) KiB to \(after) KiB")
-        }
-    }
-
-    final class Tally: Sendable {
-        let unexpected = Mutex<[String]>([])
-        let answered = Mutex(0)
-
-        func record(_ message: Message, on connection: Connection) async {
-            do {
-                _ = try await connection.call(message, timeout: .seconds(30))
-                // libdbus answers org.freedesktop.DBus.Peer itself, whatever the arguments.
-                if message.interface?.rawValue != "org.freedesktop.DBus.Peer" {
-                    unexpected.withLock { $0.append("success: \(message)") }
-                }
-            } catch let error as DBusError {
-                if !HostileInputTests.expectedErrors.contains(error.name.rawValue) {
-                    unexpected.withLock { $0.append("\(error.name): \(error.message) for \(message)") }
-                }
-            } catch {
-                unexpected.withLock { $0.append("\(error) for \(message)") }
-            }
-            answered.withLock { $0 += 1 }
         }
     }
 
     @Test func clientRefusesWhatLibdbusWouldAbortOn() {
         let message = Message.methodCall(destination: "org.shadowcopy.ShadowCopy1", path: "/", interface: nil, member: "X")
-        #expect(throws: DBusError.self) { try message.append([Self.nested(70)]) }
+        var deep = Value.string("deep")
+        for level in 0..<70 { deep = level % 2 == 0 ? .variant(deep) : .structure([deep]) }
+        #expect(throws: DBusError.self) { try message.append([deep]) }
         #expect(throws: DBusError.self) { try message.append([.string("a\0b")]) }
     }
 }

@@ -65,4 +65,44 @@ struct LifecycleTests {
             #expect(result.stdout.contains("refused org.freedesktop.DBus.Error.AccessDenied"), "\(result.stdout) \(result.stderr)")
         }
     }
+
+    @Test func theBusStartsTheDaemonFromTheProjectsActivationFile() async throws {
+        let services = FileManager.default.temporaryDirectory.appendingPathComponent("shadowcopy-services-\(UInt32.random(in: 0...UInt32.max))")
+        try FileManager.default.createDirectory(at: services, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: services) }
+        // The project's file as installed, with Exec pointing at this build.
+        let shipped = try String(contentsOf: ProjectPaths.root.appendingPathComponent("dbus/org.shadowcopy.ShadowCopy1.service"),
+                                 encoding: .utf8)
+        let exec = "Exec=\(ProjectPaths.daemon.path) --catalog \(services.path)/catalog.db"
+        try shipped.replacingOccurrences(of: "Exec=/usr/libexec/shadowcopyd", with: exec)
+            .write(to: services.appendingPathComponent("org.shadowcopy.ShadowCopy1.service"), atomically: true, encoding: .utf8)
+        let bus = try PrivateBus(extraConfig: "<servicedir>\(services.path)</servicedir>")
+        defer { bus.stop() }
+        let c = try Connection(address: bus.address)
+        defer { c.close() }
+        #expect(try await c.nameOwner("org.shadowcopy.ShadowCopy1") == nil)
+        let version = try await SC.call(c, "Get", [.string("org.shadowcopy.ShadowCopy1.Coordinator"), .string("Version")],
+                                        interface: SC.properties)
+        #expect(version.first?.variantValue?.string == "0.1.0", "the first call started the daemon")
+        let pid = try await c.call(.bus, "/org/freedesktop/DBus", "org.freedesktop.DBus", "GetConnectionUnixProcessID",
+                                   [.string("org.shadowcopy.ShadowCopy1")]).first?.uint32
+        let daemon = try #require(pid.map { pid_t($0) })
+        kill(daemon, SIGTERM)
+        #expect(try await SC.eventually(.seconds(10)) { try await c.nameOwner("org.shadowcopy.ShadowCopy1") == nil })
+    }
+
+    @Test func theSystemdUnitIsValid() throws {
+        let unit = try String(contentsOf: ProjectPaths.root.appendingPathComponent("systemd/shadowcopyd.service"), encoding: .utf8)
+        #expect(unit.contains("BusName=org.shadowcopy.ShadowCopy1") && unit.contains("Type=dbus"))
+        let activation = try String(contentsOf: ProjectPaths.root.appendingPathComponent("dbus/org.shadowcopy.ShadowCopy1.service"),
+                                    encoding: .utf8)
+        #expect(activation.contains("SystemdService=shadowcopyd.service"))
+        // systemd-analyze checks every directive; ExecStart must exist, so it names this build.
+        let copy = FileManager.default.temporaryDirectory.appendingPathComponent("shadowcopyd.service")
+        try unit.replacingOccurrences(of: "/usr/libexec/shadowcopyd", with: ProjectPaths.daemon.path)
+            .write(to: copy, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(at: copy) }
+        let verify = try Tool.run("/usr/bin/systemd-analyze", ["verify", copy.path])
+        #expect(verify.status == 0 && verify.stderr.isEmpty, "\(verify.stdout) \(verify.stderr)")
+    }
 }

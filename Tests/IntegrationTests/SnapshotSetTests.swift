@@ -87,7 +87,7 @@ struct SnapshotSetTests {
                 // The copy holds exactly the records written before Freeze.
                 let exposed = try #require(try await SC.call(client, "Expose", [.vardict([])], path: snapshot,
                                                              interface: Self.snapshotInterface).first?.string)
-                #expect(exposed.hasPrefix("/run/shadowcopy/"))
+                #expect(exposed.hasPrefix(f.daemon.exposeRoot + "/"), "under the expose root (/run/shadowcopy by default)")
                 let frozenAfter = try #require(front.events.first { $0.hasPrefix("frozen-after") }.flatMap { Int($0.split(separator: " ")[1]) })
                 let copied = try String(contentsOfFile: exposed + "/records", encoding: .utf8)
                 #expect(frozenAfter > 0)
