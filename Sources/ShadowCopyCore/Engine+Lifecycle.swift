@@ -229,16 +229,16 @@ extension SnapshotEngine {
         observer.snapshotChanged(id)
     }
 
-    /// Makes `<expose root>/<id>`, refusing a root that is a symlink or not a directory.
+    /// Makes `<expose root>/<id>`, refusing a symlink anywhere on the way to the root.
     private func exposeDirectory(for id: Identifier) throws(ShadowCopyError) -> String {
         let root = settings.exposeRoot
-        mkdir(root, 0o755)
-        var info = stat()
-        guard lstat(root, &info) == 0, info.st_mode & S_IFMT == S_IFDIR else {
-            throw .failed("\(root) is not a directory (a symlink is refused)")
+        if mkdir(root, 0o755) != 0, errno != EEXIST {
+            throw .failed("cannot make \(root): \(String(cString: strerror(errno)))")
         }
+        let rootFD = try ReadOnlyMount.openDirectory(root)
+        defer { close(rootFD) }
         let path = root + "/" + id.hex
-        guard mkdir(path, 0o755) == 0 else { throw .failed("cannot make \(path): errno \(errno)") }
+        close(try ReadOnlyMount.makeDirectory(id.hex, in: rootFD, display: path))
         return path
     }
 

@@ -57,6 +57,8 @@ final class Tally: Sendable {
         var answered = 0
         var errors: [String: Int] = [:]
         var successes: [String] = []
+        /// The first call that got no answer at all, for the record.
+        var unanswered: String?
     }
 
     private let counts = Mutex(Counts())
@@ -76,7 +78,10 @@ final class Tally: Sendable {
         }
         counts.withLock { c in
             c.answered += 1
-            if let name { c.errors[name, default: 0] += 1 }
+            if let name {
+                c.errors[name, default: 0] += 1
+                if name == ErrorName.noReply.rawValue, c.unanswered == nil { c.unanswered = "\(message) \((try? message.arguments()) ?? [])".prefix(600).description }
+            }
             // libdbus answers org.freedesktop.DBus.Peer itself, whatever the arguments.
             else if message.interface?.rawValue != "org.freedesktop.DBus.Peer", c.successes.count < 5 {
                 c.successes.append("\(message)")
@@ -89,6 +94,7 @@ final class Tally: Sendable {
         counts.withLock { c in
             let errors = c.errors.sorted { $0.key < $1.key }.map { "\($0.key):\($0.value)" }.joined(separator: ",")
             return "answered=\(c.answered) successes=\(c.successes.count) errors=\(errors) first-success=\(c.successes.first ?? "")"
+                + (c.unanswered.map { " first-unanswered=\($0)" } ?? "")
         }
     }
 }

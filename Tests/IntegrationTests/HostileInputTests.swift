@@ -41,7 +41,7 @@ struct HostileInputTests {
         #expect(fields["successes"] == "0", Comment(rawValue: "\(who): a hostile call succeeded: \(fields["first-success"] ?? "")"))
         let names = (fields["errors"] ?? "").split(separator: ",").compactMap { $0.split(separator: ":").first.map(String.init) }
         let unexpected = names.filter { !expectedErrors.contains($0) }
-        #expect(unexpected.isEmpty, "\(who): unexpected errors \(unexpected) in \(fields["errors"] ?? "")")
+        #expect(unexpected.isEmpty, Comment(rawValue: "\(who): unexpected errors \(unexpected) in \(fields["errors"] ?? "") \(fields["first-success"] ?? "")"))
     }
 
     @Test func twentyThousandHostileCallsAsRootAndAsAUserAllGetErrors() async throws {
