@@ -12,6 +12,7 @@ let package = Package(
     products: [
         .executable(name: "shadowcopyd", targets: ["shadowcopyd"]),
         .executable(name: "shadowcopy-writer", targets: ["shadowcopy-writer"]),
+        .executable(name: "shadowcopy", targets: ["shadowcopy"]),
         .library(name: "DBus", targets: ["DBus"]),
         .library(name: "ShadowCopyWriter", targets: ["ShadowCopyWriter"]),
     ],
@@ -54,6 +55,12 @@ let package = Package(
         ),
         // The SDK for Swift applications that take part in backups as writers.
         .target(name: "ShadowCopyWriter", dependencies: ["DBus"], swiftSettings: strict),
+        // The CLI: vssadmin and diskshadow for Linux, a D-Bus client of the daemon.
+        .executableTarget(
+            name: "shadowcopy",
+            dependencies: ["DBus", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            swiftSettings: strict
+        ),
         // The writers shipped with shadowcopy (hook scripts today).
         .executableTarget(
             name: "shadowcopy-writer",

@@ -36,7 +36,7 @@ public final class Catalog: Sendable {
             id TEXT PRIMARY KEY, set_id TEXT NOT NULL REFERENCES sets(id) ON DELETE CASCADE,
             original_volume TEXT NOT NULL, provider TEXT NOT NULL, state TEXT NOT NULL,
             device TEXT NOT NULL, location TEXT NOT NULL, copy_consistency TEXT NOT NULL,
-            exposed_path TEXT NOT NULL, creation_time INTEGER NOT NULL, attributes TEXT NOT NULL);
+            exposed_path TEXT NOT NULL, creation_ns INTEGER NOT NULL, attributes TEXT NOT NULL);
         PRAGMA user_version = 1;
         """
 
@@ -188,7 +188,7 @@ public final class Catalog: Sendable {
             .text(s.id.hex), .text(s.set.hex), .text(s.originalVolume), .text(s.provider), .text(s.state.rawValue),
             .text(s.copy?.device ?? ""), .text(s.copy?.location ?? ""),
             .text(s.copy?.consistency.rawValue ?? Consistency.crash.rawValue), .text(s.exposedPath),
-            .integer(Int64(s.creationTime)), .text(s.attributes.joined(separator: ",")),
+            .integer(Int64(s.creationNs)), .text(s.attributes.joined(separator: ",")),
         ])
     }
 
@@ -219,7 +219,7 @@ public final class Catalog: Sendable {
         snapshot.state = state
         if state != .pending { snapshot.copy = CommittedCopy(device: device, location: location, consistency: consistency) }
         snapshot.exposedPath = exposed
-        snapshot.creationTime = created
+        snapshot.creationNs = created
         snapshot.attributes = attributes.isEmpty ? [] : attributes.split(separator: ",").map(String.init)
         return snapshot
     }

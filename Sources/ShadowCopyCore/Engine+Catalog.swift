@@ -49,7 +49,7 @@ extension SnapshotEngine {
         }
         var sets: [SnapshotSetRecord] = []
         for var set in contents.sets {
-            set.snapshots = kept.filter { $0.set == set.id }.sorted { $0.creationTime < $1.creationTime }.map(\.id)
+            set.snapshots = kept.filter { $0.set == set.id }.sorted { $0.creationNs < $1.creationNs }.map(\.id)
             set.volumes = kept.filter { $0.set == set.id }.map(\.originalVolume)
             guard !set.snapshots.isEmpty else {
                 try catalog.forget(set: set.id)

@@ -113,12 +113,12 @@ extension SnapshotEngine {
         await deliver(.postSnapshot(devices: devices), set: id, to: targets, timeoutMs: settings.writerEventTimeoutMs,
                       announce: false)
 
-        let now = Clock.wallSeconds()
+        let now = Clock.wallNanoseconds()
         let consistency: Consistency = state.withLock { s in
             for snapshot in snapshots {
                 s.snapshots[snapshot.id]?.copy = copies[snapshot.id]
                 s.snapshots[snapshot.id]?.state = copies[snapshot.id] == nil ? .invalid : .created
-                s.snapshots[snapshot.id]?.creationTime = now
+                s.snapshots[snapshot.id]?.creationNs = now
                 s.snapshots[snapshot.id]?.attributes = SnapshotEngine.attributes(of: set)
             }
             // The worst copy decides; writers lift it to application only when all of them

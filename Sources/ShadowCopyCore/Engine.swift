@@ -94,7 +94,7 @@ public final class SnapshotEngine: Sendable {
         state.withLock { s in
             s.snapshots.values.filter { r in
                 r.state != .pending && (volume == nil || r.originalVolume == volume) && (set == nil || r.set == set)
-            }.sorted { ($0.creationTime, $0.id.hex) < ($1.creationTime, $1.id.hex) }
+            }.sorted { ($0.creationNs, $0.id.hex) < ($1.creationNs, $1.id.hex) }
         }
     }
 

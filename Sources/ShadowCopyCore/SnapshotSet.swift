@@ -42,7 +42,11 @@ public struct SnapshotRecord: Sendable, Equatable {
     public var state: State = .pending
     public var copy: CommittedCopy?
     public var exposedPath: String = ""
-    public var creationTime: UInt64 = 0
+    /// When the copy was made, in nanoseconds since the epoch: "oldest" must mean oldest, even
+    /// for copies made within the same second.
+    public var creationNs: UInt64 = 0
+    /// When the copy was made, in seconds since the epoch (the `CreationTime` property).
+    public var creationTime: UInt64 { creationNs / 1_000_000_000 }
     public var attributes: [String] = []
 }
 

@@ -35,7 +35,7 @@ struct CatalogUnitTests {
             made.state = .created
             made.copy = CommittedCopy(device: "", location: "/srv/.shadowcopy/x", consistency: .filesystem)
             made.exposedPath = "/run/shadowcopy/x"
-            made.creationTime = 1_700_000_001
+            made.creationNs = 1_700_000_001_123_456_789
             made.attributes = ["persistent", "auto-release", "backup"]
             let pending = SnapshotRecord(id: Identifier(), set: set.id, originalVolume: "/home", provider: "btrfs")
             set.snapshots = [made.id, pending.id]
