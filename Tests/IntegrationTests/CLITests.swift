@@ -188,4 +188,29 @@ struct CLITests {
             }
         }
     }
+
+    @Test func theBusctlExampleRunsAWholeBackup() async throws {
+        try await LoopVolume.with { volume in
+            try await DaemonFixture.with { f in
+                let writer = try await PythonWriter(bus: f.bus, name: "app", extra: ["--data", volume.mountPoint + "/records"])
+                defer { writer.stop() }
+                let script = ProjectPaths.root.appendingPathComponent("examples/busctl-backup.sh").path
+                let result = try Tool.run(script, [volume.mountPoint, "/bin/ls"], environment: ["DBUS_SYSTEM_BUS_ADDRESS": f.bus.address])
+                #expect(result.status == 0, "\(result.stdout) \(result.stderr)")
+                for line in ["GatherWriterMetadata: succeeded", "DoSnapshotSet: succeeded", "consistency: application",
+                             "records", "BackupComplete: succeeded", "done"] {
+                    #expect(result.stdout.contains(line), "\(line) in \(result.stdout)")
+                }
+                #expect(writer.calls == ["Identify", "PrepareForBackup", "PrepareForSnapshot", "Freeze", "Thaw", "PostSnapshot",
+                                         "BackupComplete", "BackupShutdown"])
+                #expect(try await Self.sets(f).isEmpty)
+                #expect(try volume.untouched())
+
+                // A volume no provider takes: the script fails and leaves no set behind.
+                let failed = try Tool.run(script, ["/etc"], environment: ["DBUS_SYSTEM_BUS_ADDRESS": f.bus.address])
+                #expect(failed.status != 0)
+                #expect(try await Self.sets(f).isEmpty)
+            }
+        }
+    }
 }
