@@ -213,4 +213,28 @@ struct CLITests {
             }
         }
     }
+
+    @Test func storageAndRevertSayWhatTheDaemonDoesNotDoYet() async throws {
+        try await LoopVolume.with { volume in
+            try await DaemonFixture.with { f in
+                let add = try Self.cli(f.bus, ["add", "shadowstorage", "--for", volume.mountPoint, "--on", "/var/tmp", "--maxsize", "1048576"])
+                #expect(add.status == 1 && add.stderr.contains("org.shadowcopy.ShadowCopy1.Error.NotSupported"), "\(add.stderr)")
+                let addJSON = try Self.json(try Self.cli(f.bus, ["add", "shadowstorage", "--for", volume.mountPoint, "--on", "/var/tmp", "--json"]))
+                #expect((addJSON["error"] as? [String: Any])?["name"] as? String == "org.shadowcopy.ShadowCopy1.Error.NotSupported")
+                for arguments in [["delete", "shadowstorage", "--for", volume.mountPoint], ["resize", "shadowstorage", "--for", volume.mountPoint, "--maxsize", "1"]] {
+                    let result = try Self.cli(f.bus, arguments)
+                    #expect(result.status == 3 && result.stderr.contains("has no shadow storage"), "\(arguments): \(result.stderr)")
+                }
+                let made = try Self.json(try Self.cli(f.bus, ["create", "shadow", "--for", volume.mountPoint, "--no-writers", "--json"]))
+                let id = try #require((made["shadows"] as? [[String: Any]])?.first?["id"] as? String)
+                let revert = try Self.cli(f.bus, ["revert", id])
+                #expect(revert.status == 1 && revert.stderr.contains("NotSupported"), "\(revert.stderr)")
+                let exposed = try Self.json(try Self.cli(f.bus, ["expose", id, "--json"]))
+                #expect((exposed["exposedPath"] as? String)?.hasPrefix(f.daemon.exposeRoot) == true)
+                #expect(try Self.cli(f.bus, ["delete", "shadows", "--all", "--quiet"]).status == 0)
+                #expect(f.daemon.exposed.isEmpty)
+                #expect(try volume.untouched())
+            }
+        }
+    }
 }
