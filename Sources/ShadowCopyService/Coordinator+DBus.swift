@@ -59,11 +59,15 @@ struct CoordinatorAdapter: Sendable {
                 }
             }
 
-            // Parts of the contract that later versions build; they say so by name.
-            for (method, what) in CoordinatorAdapter.notYet {
-                i.method(method) { _ in
-                    throw ShadowCopyError.notSupported("\(method) is not supported by shadowcopyd \(shadowCopyVersion): \(what)")
-                }
+            // Shadow storage arrives with the device-mapper providers. Who may manage it is
+            // decided already, so the answer never tells a stranger more than a refusal.
+            i.method("AddShadowStorage") { call in
+                let options = try Options(call[3], accepted: [:], method: "AddShadowStorage")
+                try await server.authorizer.check(call, .manageStorage, details: [
+                    "volume": call[0].string ?? "", "location": call[1].string ?? "",
+                ], options: options)
+                throw ShadowCopyError.notSupported(
+                    "AddShadowStorage is not supported by shadowcopyd \(shadowCopyVersion): shadow storage arrives with the device-mapper providers")
             }
         }
     }
@@ -73,10 +77,6 @@ struct CoordinatorAdapter: Sendable {
         guard let volume else { return nil }
         return try await server.engine.provider(for: volume).1
     }
-
-    static let notYet: [(MemberName, String)] = [
-        ("AddShadowStorage", "shadow storage arrives with the device-mapper providers"),
-    ]
 
     private func registerWriter(_ call: MethodCall) async throws -> [Value] {
         guard let path = call[0].objectPath else { throw ShadowCopyError.invalidArgs("RegisterWriter: bad path") }

@@ -44,7 +44,8 @@ enum SnapshotAdapter {
                 throw ShadowCopyError.notSupported(
                     "\(record()?.provider ?? "this provider") copies have no block device; use Expose")
             }
-            i.method("Revert") { _ in
+            i.method("Revert") { call in
+                _ = try await authorize(call, .revert, try Options.none(call[0], "Revert"))
                 throw ShadowCopyError.notSupported("Revert arrives with the device-mapper providers (snapshot-merge)")
             }
             i.method("Delete") { call in

@@ -164,6 +164,26 @@ struct SecurityTests {
         }
     }
 
+    @Test func revertAndStorageNeedAnAdministratorBeforeAnythingElse() async throws {
+        try await Self.withWorld { w in
+            let notSupported = "org.shadowcopy.ShadowCopy1.Error.NotSupported"
+            let storage = { (role: String) throws -> BusCall.Outcome in
+                try w.call(role, Self.root, Self.coordinator, "AddShadowStorage", "ssta{sv}",
+                           #"["\#(w.volume.mountPoint)", "/var/tmp", 1048576, {}]"#)
+            }
+            #expect(try storage("plain").error == Self.iar)
+            #expect(try storage("denied").error == Self.notAuthorized)
+            #expect(try storage("granted").error == notSupported, "authorized, then told it is not there yet")
+
+            let (set, snapshot) = try w.makeCopy(as: "limited")
+            #expect(try w.call("limited", snapshot, Self.snapshotInterface, "Revert", "a{sv}", "[{}]").error == Self.iar)
+            #expect(try w.call("granted", snapshot, Self.snapshotInterface, "Revert", "a{sv}", "[{}]").error == Self.notAuthorized,
+                    "not granted's copy")
+            #expect(try w.call(nil, snapshot, Self.snapshotInterface, "Revert", "a{sv}", "[{}]").error == notSupported)
+            _ = try w.call(nil, set, Self.setInterface, "Delete", "a{sv}", "[{}]")
+        }
+    }
+
     @Test func withPolkitDownOnlyRootIsAllowed() async throws {
         try await Self.withWorld { w in
             w.polkit.kill()
