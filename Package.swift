@@ -64,7 +64,7 @@ let package = Package(
         // The writers shipped with shadowcopy (hook scripts today).
         .executableTarget(
             name: "shadowcopy-writer",
-            dependencies: ["ShadowCopyWriter", "DBus", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["ShadowCopyWriter", "DBus", "SQLite", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: strict
         ),
         .executableTarget(
@@ -90,7 +90,7 @@ let package = Package(
         .testTarget(name: "ShadowCopyCoreTests", dependencies: ["ShadowCopyCore", "SQLite"], swiftSettings: strict),
         .testTarget(
             name: "IntegrationTests",
-            dependencies: ["DBus", "ShadowCopyTestSupport"],
+            dependencies: ["DBus", "ShadowCopyTestSupport", "SQLite"],
             swiftSettings: strict
         ),
     ]

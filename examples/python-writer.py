@@ -6,7 +6,8 @@ one per line, to --log. For tests and demos it can also:
   --data FILE     append numbered records to FILE (fsync'd) except between Freeze and Thaw/Abort,
                   and log "frozen-after N" with the last record written before Freeze;
   --veto EVENT    refuse EVENT with Error.WriterRetryable;
-  --hang EVENT    never answer EVENT (the coordinator's deadline must end it).
+  --hang EVENT    never answer EVENT (the coordinator's deadline must end it);
+  --freeze-delay-ms N  answer Freeze only after N ms (a slow application).
 """
 import argparse
 import os
@@ -77,6 +78,9 @@ class Writer(dbus.service.Object):
             self.note("frozen-after %d" % self.count)
         if name in ("Thaw", "Abort"):
             self.frozen = False
+        if name == "Freeze" and self.args.freeze_delay_ms:
+            GLib.timeout_add(self.args.freeze_delay_ms, lambda: reply() and False)
+            return
         reply()
 
     def details(self, name, options):
@@ -137,6 +141,7 @@ def main():
     parser.add_argument("--data")
     parser.add_argument("--veto")
     parser.add_argument("--hang")
+    parser.add_argument("--freeze-delay-ms", type=int)
     args = parser.parse_args()
 
     dbus.mainloop.glib.DBusGMainLoop(set_as_default=True)

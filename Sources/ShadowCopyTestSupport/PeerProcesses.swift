@@ -87,3 +87,21 @@ public final class HooksWriterProcess: PeerProcess, @unchecked Sendable {
                              name: name, what: "hooks-writer")
     }
 }
+
+/// `shadowcopy-writer sqlite`, the SQLite writer of this build, for `databases`.
+public final class SQLiteWriterProcess: PeerProcess, @unchecked Sendable {
+    public init(bus: PrivateBus, name: String, databases: [String], level: String = "front-end") async throws {
+        let binary = ProjectPaths.daemon.deletingLastPathComponent().appendingPathComponent("shadowcopy-writer").path
+        try await super.init(bus: bus, executable: binary,
+                             arguments: ["sqlite", "--name", name, "--level", level] + databases.flatMap { ["--database", $0] },
+                             name: name, what: "sqlite-writer")
+    }
+}
+
+/// The example light subscriber, examples/python-subscriber.py: it only listens to signals.
+public final class PythonSubscriber: PeerProcess, @unchecked Sendable {
+    public init(bus: PrivateBus, name: String) async throws {
+        try await super.init(bus: bus, executable: "/usr/bin/python3",
+                             arguments: Self.python("python-subscriber.py", name: name, []), name: name, what: "python-subscriber")
+    }
+}

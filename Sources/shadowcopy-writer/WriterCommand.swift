@@ -9,7 +9,7 @@ struct WriterCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "shadowcopy-writer",
         abstract: "Writers that make applications consistent on disk for shadowcopy's snapshots.",
-        subcommands: [Hooks.self])
+        subcommands: [Hooks.self, SQLiteCommand.self])
 }
 
 /// Options every writer takes.
@@ -104,5 +104,32 @@ struct Hooks: AsyncParsableCommand {
                                 policies: Dictionary(uniqueKeysWithValues: ignored.map { ($0, .ignore) }))
         let log = EventLog(path: common.log)
         try await common.serve(HooksWriter(runner: runner, log: log), defaultName: "hooks", log: log)
+    }
+}
+
+/// `shadowcopy-writer sqlite --database FILE...`: SQLite databases, consistent in every copy.
+struct SQLiteCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "sqlite",
+        abstract: "Keep SQLite databases consistent: checkpoint before the copy, hold the write lock while it is made.")
+
+    @OptionGroup var common: CommonOptions
+
+    @Option(name: .customLong("database"), help: "A database file (repeatable).")
+    var databases: [String] = []
+
+    func validate() throws {
+        guard !databases.isEmpty else { throw ValidationError("name at least one --database") }
+        for path in databases where !FileManager.default.fileExists(atPath: path) {
+            throw ValidationError("--database \(path) does not exist")
+        }
+    }
+
+    func run() async throws {
+        let log = EventLog(path: common.log)
+        // The lock is released at the writer's own freeze timeout, or the coordinator's (60 s).
+        let handlers = SQLiteWriter(databases: databases.map { URL(fileURLWithPath: $0).standardizedFileURL.path },
+                                    freezeTimeoutMs: common.freezeTimeoutMs ?? 60_000, log: log)
+        try await common.serve(handlers, defaultName: "sqlite", log: log)
     }
 }

@@ -247,4 +247,26 @@ struct SnapshotSetTests {
             _ = try await next.call("Delete")
         }
     }
+
+    @Test func lightSubscribersHearPrepareFreezeThawAndDoneInOrder() async throws {
+        try await LoopVolume.with { volume in
+            try await DaemonFixture.with { f in
+                let subscriber = try await PythonSubscriber(bus: f.bus, name: "listener")
+                let writer = try await PythonWriter(bus: f.bus, name: "app")
+                defer { subscriber.stop(); writer.stop() }
+                let client = try f.client()
+                defer { client.close() }
+                let set = try await RequesterSet.start(client)
+                _ = try await set.prepare(volume: volume.mountPoint)
+                #expect(try await set.run("DoSnapshotSet") == ("succeeded", ""))
+                #expect(try await SC.eventually { subscriber.events.contains { $0.hasPrefix("SnapshotSetDone") } })
+                let heard = subscriber.events.filter { !$0.hasPrefix("registered") }
+                #expect(heard.map { String($0.split(separator: " ")[0]) } == ["PrepareForSnapshot", "Freeze", "Thaw", "SnapshotSetDone"])
+                #expect(heard.allSatisfy { $0.contains(set.path.rawValue) })
+                #expect(heard[1].hasSuffix(volume.mountPoint), "Freeze names the volumes")
+                #expect(heard[3].hasSuffix("1 "), "SnapshotSetDone says ok with no error")
+                _ = try await set.call("Delete")
+            }
+        }
+    }
 }
