@@ -7,7 +7,9 @@ one per line, to --log. For tests and demos it can also:
                   and log "frozen-after N" with the last record written before Freeze;
   --veto EVENT    refuse EVENT with Error.WriterRetryable;
   --hang EVENT    never answer EVENT (the coordinator's deadline must end it);
-  --freeze-delay-ms N  answer Freeze only after N ms (a slow application).
+  --freeze-delay-ms N  answer Freeze only after N ms (a slow application);
+  --freeze-until FILE  answer Freeze only once FILE exists (then remove it): a test holds the
+                  freeze open exactly as long as it needs.
 """
 import argparse
 import os
@@ -78,6 +80,15 @@ class Writer(dbus.service.Object):
             self.note("frozen-after %d" % self.count)
         if name in ("Thaw", "Abort"):
             self.frozen = False
+        if name == "Freeze" and self.args.freeze_until:
+            def released():
+                if not os.path.exists(self.args.freeze_until):
+                    return True
+                os.unlink(self.args.freeze_until)
+                reply()
+                return False
+            GLib.timeout_add(5, released)
+            return
         if name == "Freeze" and self.args.freeze_delay_ms:
             GLib.timeout_add(self.args.freeze_delay_ms, lambda: reply() and False)
             return
@@ -142,6 +153,7 @@ def main():
     parser.add_argument("--veto")
     parser.add_argument("--hang")
     parser.add_argument("--freeze-delay-ms", type=int)
+    parser.add_argument("--freeze-until")
     args = parser.parse_args()
 
     dbus.mainloop.glib.DBusGMainLoop(set_as_default=True)

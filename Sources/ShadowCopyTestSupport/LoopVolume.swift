@@ -32,8 +32,10 @@ public final class LoopVolume: @unchecked Sendable {
     }
 
     /// Runs `body` with a fresh volume and removes the volume afterwards, whatever happens.
-    public static func with<R>(filesystem: String = "btrfs", _ body: (LoopVolume) async throws -> R) async throws -> R {
-        let volume = try LoopVolume(filesystem: filesystem)
+    public static func with<R>(filesystem: String = "btrfs", sizeMiB: Int = 256, _ body: (LoopVolume) async throws -> R)
+        async throws -> R
+    {
+        let volume = try LoopVolume(filesystem: filesystem, sizeMiB: sizeMiB)
         defer { volume.remove() }
         return try await body(volume)
     }

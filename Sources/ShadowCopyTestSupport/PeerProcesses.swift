@@ -105,3 +105,15 @@ public final class PythonSubscriber: PeerProcess, @unchecked Sendable {
                              arguments: Self.python("python-subscriber.py", name: name, []), name: name, what: "python-subscriber")
     }
 }
+
+/// `shadowcopy-writer postgresql`, the PostgreSQL writer of this build.
+public final class PostgreSQLWriterProcess: PeerProcess, @unchecked Sendable {
+    public init(bus: PrivateBus, name: String, dataDirectory: String, socketDirectory: String, port: Int,
+                labelDirectory: String, bin: String) async throws {
+        let binary = ProjectPaths.daemon.deletingLastPathComponent().appendingPathComponent("shadowcopy-writer").path
+        try await super.init(bus: bus, executable: binary, arguments: [
+            "postgresql", "--name", name, "--level", "back-end", "--data-directory", dataDirectory, "--host", socketDirectory,
+            "--port", "\(port)", "--label-directory", labelDirectory, "--psql", bin + "/psql",
+        ], name: name, what: "postgresql-writer")
+    }
+}

@@ -9,7 +9,7 @@ struct WriterCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "shadowcopy-writer",
         abstract: "Writers that make applications consistent on disk for shadowcopy's snapshots.",
-        subcommands: [Hooks.self, SQLiteCommand.self])
+        subcommands: [Hooks.self, SQLiteCommand.self, PostgreSQLCommand.self])
 }
 
 /// Options every writer takes.
@@ -131,5 +131,53 @@ struct SQLiteCommand: AsyncParsableCommand {
         let handlers = SQLiteWriter(databases: databases.map { URL(fileURLWithPath: $0).standardizedFileURL.path },
                                     freezeTimeoutMs: common.freezeTimeoutMs ?? 60_000, log: log)
         try await common.serve(handlers, defaultName: "sqlite", log: log)
+    }
+}
+
+/// `shadowcopy-writer postgresql --data-directory DIR`: a PostgreSQL cluster through its backup API.
+struct PostgreSQLCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "postgresql",
+        abstract: "Back up a PostgreSQL cluster with pg_backup_start/pg_backup_stop around each copy.",
+        discussion: """
+            The backup label of each copy is written to --label-directory as <set>.backup_label: to \
+            restore, copy the data directory out of the shadow copy, put that file into it as \
+            backup_label, and start PostgreSQL on it.
+            """)
+
+    @OptionGroup var common: CommonOptions
+
+    @Option(name: .customLong("data-directory"), help: "The cluster's data directory (PGDATA).")
+    var dataDirectory: String
+
+    @Option(help: "Where psql connects: a host name or a socket directory.")
+    var host: String?
+
+    @Option(help: "The server's port.")
+    var port: Int?
+
+    @Option(help: "A role allowed to run backups (superuser or pg_backup_start/pg_backup_stop grants).")
+    var user: String = "postgres"
+
+    @Option(name: .customLong("label-directory"), help: "Where backup labels go.")
+    var labelDirectory: String = "/var/lib/shadowcopy-writer/postgresql"
+
+    @Option(help: "The psql to run.")
+    var psql: String = "/usr/bin/psql"
+
+    func validate() throws {
+        guard FileManager.default.fileExists(atPath: dataDirectory + "/PG_VERSION") else {
+            throw ValidationError("--data-directory \(dataDirectory) is not a PostgreSQL data directory")
+        }
+    }
+
+    func run() async throws {
+        var connection = ["-U", user, "-d", "postgres"]
+        if let host { connection += ["-h", host] }
+        if let port { connection += ["-p", "\(port)"] }
+        let log = EventLog(path: common.log)
+        let writer = PostgreSQLWriter(dataDirectory: dataDirectory, connection: connection, labelDirectory: labelDirectory,
+                                      psql: psql, log: log)
+        try await common.serve(writer, defaultName: "postgresql", log: log)
     }
 }

@@ -92,14 +92,15 @@ struct ConnectionTests {
             } catch let error as DBusError {
                 #expect(error.name == .noReply)
             }
-            #expect(ContinuousClock.now - start < .seconds(2))
+            // Well before the 5 s the peer sleeps, with room for a loaded machine.
+            #expect(ContinuousClock.now - start < .seconds(3))
 
             let task = Task { try await f.call("Sleep", [.uint32(5000)]) }
             try await Task.sleep(for: .milliseconds(100))
             let cancelled = ContinuousClock.now
             task.cancel()
             await #expect(throws: CancellationError.self) { _ = try await task.value }
-            #expect(ContinuousClock.now - cancelled < .seconds(1))
+            #expect(ContinuousClock.now - cancelled < .seconds(3), "cancelled, not answered after the 5 s sleep")
             // The connection still works after both.
             #expect(try await f.call("Echo", [.variant(.bool(true))]) == [.variant(.bool(true))])
         }

@@ -25,9 +25,10 @@ struct SQLiteWriterTests {
                                             [ProjectPaths.root.appendingPathComponent("Tests/tools/sqlite-load.py").path, database])
                 defer { _ = load.stop(signal: SIGKILL) }
                 let writer = try await SQLiteWriterProcess(bus: f.bus, name: "app-db", databases: [database])
-                // A slower writer after it keeps the freeze open long enough to look at the live
-                // database while the SQLite writer holds its lock.
-                let slow = try await PythonWriter(bus: f.bus, name: "slow", level: "system", extra: ["--freeze-delay-ms", "400"])
+                // A writer after it answers Freeze only when told: the freeze stays open while the
+                // test looks at the live database under the SQLite writer's lock.
+                let release = f.bus.directory.appendingPathComponent("release-freeze").path
+                let slow = try await PythonWriter(bus: f.bus, name: "slow", level: "system", extra: ["--freeze-until", release])
                 defer { writer.stop(); slow.stop() }
                 let client = try f.client()
                 defer { client.close() }
@@ -42,8 +43,12 @@ struct SQLiteWriterTests {
                     let snapshot = try await set.prepare(volume: volume.mountPoint)
                     let job = try #require(try await set.call("DoSnapshotSet").first?.objectPath)
                     #expect(try await SC.eventually(.seconds(10)) { writer.events.filter { $0 == "locked" }.count == round })
+                    #expect(try await SC.eventually(.seconds(10)) { slow.events.filter { $0 == "Freeze" }.count == round })
                     // Nothing can commit while the lock is held: this is what was committed before Freeze.
                     let frozen = try Self.rows(database)
+                    #expect(!writer.events.contains { $0.hasPrefix("unlocked") && writer.events.filter { $0 == "locked" }.count == round
+                        && writer.events.filter { $0.hasPrefix("unlocked") }.count == round }, "still locked while counted")
+                    _ = FileManager.default.createFile(atPath: release, contents: nil)
                     _ = try await SC.call(client, "Wait", [.uint32(30_000)], path: job, interface: RequesterSet.job)
                     let state = try await set.property(job, RequesterSet.job, "State")
                     let why = try await set.property(job, RequesterSet.job, "ErrorMessage")

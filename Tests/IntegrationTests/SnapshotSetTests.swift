@@ -24,7 +24,12 @@ struct RequesterSet {
         let job = try #require(try await call(member).first?.objectPath)
         let done = try await SC.call(client, "Wait", [.uint32(60_000)], path: job, interface: RequesterSet.job)
         #expect(done.first?.bool == true, "\(member) ended within 60 s")
-        return (try await property(job, RequesterSet.job, "State"), try await property(job, RequesterSet.job, "ErrorName"))
+        let outcome = (try await property(job, RequesterSet.job, "State"), try await property(job, RequesterSet.job, "ErrorName"))
+        if outcome.0 != "succeeded" {
+            // Said where it happened, so a failure that was not expected explains itself.
+            print("\(member) \(outcome.0): \(outcome.1): \(try await property(job, RequesterSet.job, "ErrorMessage"))")
+        }
+        return outcome
     }
 
     func property(_ object: ObjectPath, _ interface: InterfaceName, _ name: String) async throws -> String {
