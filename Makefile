@@ -24,6 +24,7 @@ test:
 # Benchmarks against the floor (Peer.Ping on dbus-daemon itself), release build.
 bench:
 	$(SWIFT) build -c release --product shadowcopyd
+	$(SWIFT) build -c release --product shadowcopy-writer
 	$(SWIFT) build -c release --product shadowcopy-bench
 	./.build/release/shadowcopy-bench
 

@@ -19,14 +19,19 @@ public final class ShadowCopyWriter: Sendable {
         public var freezeTimeoutMs: UInt32?
         public var classID: String?
         public var instanceID: String?
+        /// How a restore puts the data back (VSS_RESTOREMETHOD_ENUM): `restore-if-not-there`,
+        /// `restore-if-can-replace`, `stop-restore-start`, `restore-to-alternate-location`,
+        /// `restore-at-reboot` or `custom`; Identify reports it as `restore-method`.
+        public var restoreMethod: String?
 
         public init(name: String, level: String = "front-end", freezeTimeoutMs: UInt32? = nil,
-                    classID: String? = nil, instanceID: String? = nil) {
+                    classID: String? = nil, instanceID: String? = nil, restoreMethod: String? = nil) {
             self.name = name
             self.level = level
             self.freezeTimeoutMs = freezeTimeoutMs
             self.classID = classID
             self.instanceID = instanceID
+            self.restoreMethod = restoreMethod
         }
     }
 
@@ -54,7 +59,7 @@ public final class ShadowCopyWriter: Sendable {
     /// Exports the writer and registers it; afterwards follows the coordinator, registering
     /// again each time a new shadowcopyd takes the name.
     public func start() async throws {
-        try connection.objects.export(path, [WriterSpec.interface(handlers)])
+        try connection.objects.export(path, [WriterSpec.interface(handlers, restoreMethod: options.restoreMethod)])
         let owners = try await connection.watchNameOwner(Self.coordinatorName)
         try await register()
         let watch = Task { [weak self] in
@@ -115,11 +120,13 @@ enum WriterSpec {
         ])
     }()
 
-    static func interface(_ h: any WriterHandlers) -> Interface {
+    static func interface(_ h: any WriterHandlers, restoreMethod: String?) -> Interface {
         Interface(spec) { i in
             i.method("Identify") { _ in
                 let components = try await veto { try await h.identify() }
-                return [.vardict([("components", .array(element: "a{sv}", components.map(\.value)))])]
+                var metadata: [(String, Value)] = [("components", .array(element: "a{sv}", components.map(\.value)))]
+                if let restoreMethod { metadata.append(("restore-method", .string(restoreMethod))) }
+                return [.vardict(metadata)]
             }
             func on(_ name: MemberName, _ body: @escaping @Sendable (MethodCall, ObjectPath) async throws -> Void) {
                 i.method(name) { call in

@@ -23,7 +23,7 @@ struct Benchmark {
             // Only the snapshot rows, printed and not recorded: for working on the engine.
             daemon = try await DaemonProcess(bus: bus)
             defer { _ = daemon.process.stop() }
-            let volume = try LoopVolume()
+            let volume = try LoopVolume(sizeMiB: 2048)
             defer { volume.remove() }
             let pingRate = try await throughput(10_000) {
                 _ = try await client.call(.bus, "/org/freedesktop/DBus", "org.freedesktop.DBus.Peer", "Ping")
@@ -53,7 +53,7 @@ struct Benchmark {
         let rss = daemon.residentKiB ?? -1
 
         print("bus benchmarks done; snapshot benchmarks on a loop-backed btrfs volume...")
-        let volume = try LoopVolume()
+        let volume = try LoopVolume(sizeMiB: 2048)
         defer { volume.remove() }
         let snapshots = try await SnapshotBench(bus: bus, client: client, volume: volume, busCallsPerSecond: pingRate).run()
 
@@ -180,7 +180,10 @@ struct Benchmark {
             deleted untimed. Fan-out times DoSnapshotSet and its job with 1 and then 100 writers, each
             writer its own connection (the ShadowCopyWriter SDK, in the bench process). The freeze
             window is what the one writer sees between Freeze and Thaw; the ioctl is the provider's
-            snapshot ioctl alone on the same volume.
+            snapshot ioctl alone on the same volume. The real writers (shadowcopy-writer hooks with one
+            script, sqlite with a process committing rows, postgresql under pgbench) each run alone for 10
+            DoSnapshotSet rounds; what they add is against the same writerful set with no writer, and
+            their Freeze-to-Thaw window is what each logs.
 
             """
         try text.write(to: url, atomically: true, encoding: .utf8)

@@ -29,6 +29,7 @@ extension SnapshotBench {
         var results = Results()
         try await compareWithPeers(&results)
         try await fanOut(&results)
+        try await writerCosts(&results)
         return results
     }
 

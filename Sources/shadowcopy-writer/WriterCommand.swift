@@ -36,10 +36,11 @@ struct CommonOptions: ParsableArguments {
     }
 
     /// Registers `handlers`, then serves until SIGTERM or SIGINT, and unregisters.
-    func serve(_ handlers: any WriterHandlers, defaultName: String, log: EventLog) async throws {
+    func serve(_ handlers: any WriterHandlers, defaultName: String, restoreMethod: String, log: EventLog) async throws {
         let connection = try address.map { try Connection(address: $0) } ?? Connection.system()
         let writer = ShadowCopyWriter(connection: connection, options: .init(
-            name: name ?? defaultName, level: level, freezeTimeoutMs: freezeTimeoutMs), handlers: handlers)
+            name: name ?? defaultName, level: level, freezeTimeoutMs: freezeTimeoutMs, restoreMethod: restoreMethod),
+            handlers: handlers)
         try await writer.start()
         log.note("registered \(writer.record?.rawValue ?? "?")")
         await Self.waitForStop()
@@ -103,7 +104,7 @@ struct Hooks: AsyncParsableCommand {
         let runner = HookRunner(directory: dir, defaultTimeoutMs: timeoutMs, timeouts: timeouts,
                                 policies: Dictionary(uniqueKeysWithValues: ignored.map { ($0, .ignore) }))
         let log = EventLog(path: common.log)
-        try await common.serve(HooksWriter(runner: runner, log: log), defaultName: "hooks", log: log)
+        try await common.serve(HooksWriter(runner: runner, log: log), defaultName: "hooks", restoreMethod: "custom", log: log)
     }
 }
 
@@ -130,7 +131,7 @@ struct SQLiteCommand: AsyncParsableCommand {
         // The lock is released at the writer's own freeze timeout, or the coordinator's (60 s).
         let handlers = SQLiteWriter(databases: databases.map { URL(fileURLWithPath: $0).standardizedFileURL.path },
                                     freezeTimeoutMs: common.freezeTimeoutMs ?? 60_000, log: log)
-        try await common.serve(handlers, defaultName: "sqlite", log: log)
+        try await common.serve(handlers, defaultName: "sqlite", restoreMethod: "stop-restore-start", log: log)
     }
 }
 
@@ -178,6 +179,7 @@ struct PostgreSQLCommand: AsyncParsableCommand {
         let log = EventLog(path: common.log)
         let writer = PostgreSQLWriter(dataDirectory: dataDirectory, connection: connection, labelDirectory: labelDirectory,
                                       psql: psql, log: log)
-        try await common.serve(writer, defaultName: "postgresql", log: log)
+        // Restoring means stopping the server, putting the data directory back with its label, starting.
+        try await common.serve(writer, defaultName: "postgresql", restoreMethod: "stop-restore-start", log: log)
     }
 }

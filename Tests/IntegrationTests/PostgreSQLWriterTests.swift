@@ -7,58 +7,6 @@ import Testing
 /// the copy recovers, and holds every transaction committed before Freeze, consistently.
 @Suite("The PostgreSQL writer", .serialized)
 struct PostgreSQLWriterTests {
-    static let bin = "/usr/lib/postgresql/15/bin"
-
-    /// A PostgreSQL cluster run as the postgres user, stopped by ``stop()`` whatever happened.
-    final class Cluster: @unchecked Sendable {
-        let data: String
-        let socket: String
-        let port: Int
-        private var started = false
-
-        init(data: String, port: Int) throws {
-            self.data = data
-            self.port = port
-            socket = FileManager.default.temporaryDirectory.appendingPathComponent("shadowcopy-test-pgsock-\(port)").path
-            try FileManager.default.createDirectory(atPath: socket, withIntermediateDirectories: true)
-            _ = try Tool.run("/usr/bin/chown", ["postgres:postgres", socket])
-        }
-
-        static func asPostgres(_ tool: String, _ arguments: [String]) throws -> ToolResult {
-            try Tool.run("/usr/sbin/runuser", ["-u", "postgres", "--", PostgreSQLWriterTests.bin + "/" + tool] + arguments)
-        }
-
-        func initdb() throws {
-            let result = try Self.asPostgres("initdb", ["-D", data, "--auth=trust", "-U", "postgres", "--no-sync"])
-            guard result.status == 0 else { throw HarnessError("initdb: \(result.stderr)") }
-        }
-
-        func start() throws {
-            let result = try Self.asPostgres("pg_ctl", ["-D", data, "-l", socket + "/server.log", "-w", "-t", "60", "-o",
-                                                        "-p \(port) -k \(socket) -c listen_addresses='' -c fsync=off", "start"])
-            guard result.status == 0 else {
-                throw HarnessError("pg_ctl start: \(result.stdout) \(result.stderr) \((try? String(contentsOfFile: socket + "/server.log", encoding: .utf8)) ?? "")")
-            }
-            started = true
-        }
-
-        func sql(_ query: String) throws -> String {
-            let result = try Self.asPostgres("psql", ["-X", "-A", "-t", "-h", socket, "-p", "\(port)", "-U", "postgres", "-d", "postgres",
-                                                      "-v", "ON_ERROR_STOP=1", "-c", query])
-            guard result.status == 0 else {
-                let log = (try? String(contentsOfFile: socket + "/server.log", encoding: .utf8)) ?? ""
-                throw HarnessError("psql \(query) on port \(port): \(result.stderr)\n\(log.split(separator: "\n").suffix(25).joined(separator: "\n"))")
-            }
-            return result.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
-        }
-
-        func stop() {
-            if started { _ = try? Self.asPostgres("pg_ctl", ["-D", data, "-m", "immediate", "-w", "stop"]) }
-            started = false
-            try? FileManager.default.removeItem(atPath: socket)
-        }
-    }
-
     @Test func aServerStartedOnTheCopyRecoversWithEveryTransactionCommittedBeforeFreeze() async throws {
         // Room for the cluster, pgbench's WAL and the copy's diverging blocks (a sparse image).
         try await LoopVolume.with(sizeMiB: 2048) { volume in
@@ -67,13 +15,13 @@ struct PostgreSQLWriterTests {
                 let data = volume.mountPoint + "/pgdata"
                 try FileManager.default.createDirectory(atPath: data, withIntermediateDirectories: true)
                 _ = try Tool.run("/usr/bin/chown", ["postgres:postgres", data])
-                let live = try Cluster(data: data, port: port)
+                let live = try PostgresCluster(data: data, port: port)
                 defer { live.stop() }
                 try live.initdb()
                 try live.start()
-                let setup = try Cluster.asPostgres("pgbench", ["-i", "-q", "-s", "2", "-h", live.socket, "-p", "\(port)", "-U", "postgres", "postgres"])
+                let setup = try PostgresCluster.asPostgres("pgbench", ["-i", "-q", "-s", "2", "-h", live.socket, "-p", "\(port)", "-U", "postgres", "postgres"])
                 #expect(setup.status == 0, "\(setup.stderr)")
-                let load = try ChildProcess("/usr/sbin/runuser", ["-u", "postgres", "--", Self.bin + "/pgbench", "-c", "4", "-j", "2",
+                let load = try ChildProcess("/usr/sbin/runuser", ["-u", "postgres", "--", PostgresCluster.bin + "/pgbench", "-c", "4", "-j", "2",
                                                                   "-T", "120", "-h", live.socket, "-p", "\(port)", "-U", "postgres", "postgres"],
                                             stdout: "/dev/null", stderr: "/dev/null")
                 defer { _ = load.stop(signal: SIGKILL) }
@@ -81,7 +29,7 @@ struct PostgreSQLWriterTests {
                 let labels = FileManager.default.temporaryDirectory.appendingPathComponent("shadowcopy-test-labels-\(port)").path
                 defer { try? FileManager.default.removeItem(atPath: labels) }
                 let writer = try await PostgreSQLWriterProcess(bus: f.bus, name: "postgresql", dataDirectory: data, socketDirectory: live.socket,
-                                                               port: port, labelDirectory: labels, bin: Self.bin)
+                                                               port: port, labelDirectory: labels, bin: PostgresCluster.bin)
                 defer { writer.stop() }
                 try await Task.sleep(for: .seconds(1))  // pgbench commits for a while
 
@@ -89,6 +37,12 @@ struct PostgreSQLWriterTests {
                 defer { client.close() }
                 let set = try await RequesterSet.start(client)
                 let snapshot = try await set.prepare(volume: volume.mountPoint)
+                // Its metadata, as a requester reads it: the cluster as a component, and how to restore it.
+                let metadata = try #require(try await set.call("GetWriterMetadata", []).first?.arrayElements?.first?.structMembers?[1].vardict)
+                #expect(metadata["restore-method"]?.string == "stop-restore-start")
+                let cluster = metadata["components"]?.arrayElements?.first?.vardict
+                #expect(cluster?["name"]?.string == "cluster" && cluster?["type"]?.string == "database")
+                #expect(cluster?["paths"]?.stringArray == [data])
                 // Every transaction counted here committed before Freeze.
                 let before = Int(try live.sql("SELECT count(*) FROM pgbench_history")) ?? -1
                 #expect(before > 0, "pgbench is committing")
@@ -109,7 +63,7 @@ struct PostgreSQLWriterTests {
                 try? FileManager.default.removeItem(atPath: restored + "/postmaster.pid")
                 try label.write(toFile: restored + "/backup_label", atomically: true, encoding: .utf8)
                 _ = try Tool.run("/usr/bin/chown", ["postgres:postgres", restored + "/backup_label"])
-                let copy = try Cluster(data: restored, port: port + 1)
+                let copy = try PostgresCluster(data: restored, port: port + 1)
                 defer { copy.stop() }
                 try copy.start()
 
