@@ -87,6 +87,7 @@ let package = Package(
         .executableTarget(name: "shadowcopy-fuzz", dependencies: ["DBus"], swiftSettings: strict),
 
         .testTarget(name: "DBusTests", dependencies: ["DBus", "ShadowCopyTestSupport"], swiftSettings: strict),
+        .testTarget(name: "DeviceMapperTests", dependencies: ["DeviceMapper", "ShadowCopyTestSupport"], swiftSettings: strict),
         .testTarget(name: "ShadowCopyCoreTests", dependencies: ["ShadowCopyCore", "SQLite"], swiftSettings: strict),
         .testTarget(
             name: "IntegrationTests",
