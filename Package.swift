@@ -42,7 +42,7 @@ let package = Package(
         // The built-in providers: btrfs today, device-mapper next.
         .target(
             name: "ShadowCopyProviders",
-            dependencies: ["ShadowCopyCore", "Btrfs", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["ShadowCopyCore", "Btrfs", "DeviceMapper", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict
         ),
         .target(
@@ -87,7 +87,7 @@ let package = Package(
         .executableTarget(name: "shadowcopy-fuzz", dependencies: ["DBus"], swiftSettings: strict),
 
         .testTarget(name: "DBusTests", dependencies: ["DBus", "ShadowCopyTestSupport"], swiftSettings: strict),
-        .testTarget(name: "DeviceMapperTests", dependencies: ["DeviceMapper", "ShadowCopyTestSupport"], swiftSettings: strict),
+        .testTarget(name: "DeviceMapperTests", dependencies: ["DeviceMapper", "DBus", "ShadowCopyTestSupport"], swiftSettings: strict),
         .testTarget(name: "ShadowCopyCoreTests", dependencies: ["ShadowCopyCore", "SQLite"], swiftSettings: strict),
         .testTarget(
             name: "IntegrationTests",

@@ -26,6 +26,9 @@ public final class DaemonProcess: @unchecked Sendable {
         // run at once never see each other's mounts.
         var arguments = arguments
         if !arguments.contains("--catalog") { arguments += ["--catalog", bus.directory.appendingPathComponent("catalog.db").path] }
+        if !arguments.contains("--shadow-storage") {
+            arguments += ["--shadow-storage", bus.directory.appendingPathComponent("storage").path]
+        }
         if let at = arguments.firstIndex(of: "--expose-root"), at + 1 < arguments.count {
             exposeRoot = arguments[at + 1]
         } else {

@@ -24,6 +24,7 @@ struct DaemonService {
     let bus: Bus
     let settings: CoordinatorSettings
     let catalogPath: String
+    let storagePath: String
     let logger: Logger
 
     /// The bus went away while the daemon was serving.
@@ -48,7 +49,9 @@ struct DaemonService {
         do {
             let catalog = try Catalog(path: catalogPath)
             server = ShadowCopyServer(connection: connection, settings: settings,
-                                      providers: [BtrfsProvider(logger: logger)], catalog: catalog,
+                                      providers: [BtrfsProvider(logger: logger),
+                                                  DMSnapshotProvider(storageDirectory: storagePath, logger: logger)],
+                                      catalog: catalog,
                                       writeHolder: freezeGuard, logger: logger)
             try await server.start()
         } catch {

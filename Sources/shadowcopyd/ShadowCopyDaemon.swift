@@ -28,6 +28,8 @@ enum ShadowCopyDaemon {
           --idle-set-timeout-ms <ms>
                                   Abort a set its requester leaves idle this long (default 600000).
           --expose-root <path>    Where Expose mounts copies (default /run/shadowcopy).
+          --shadow-storage <path> Where device-mapper copies keep their COW stores, as sparse
+                                  files (default /var/lib/shadowcopy/storage).
           --hold-writes-timeout-ms <ms>
                                   Hold writes on a set's volumes at most this long (default 10000).
           --version               Show the version.
@@ -40,6 +42,7 @@ enum ShadowCopyDaemon {
         var logLevel: Logger.Level = .info
         var settings = CoordinatorSettings()
         var catalog = "/var/lib/shadowcopy/catalog.db"
+        var storage = "/var/lib/shadowcopy/storage"
     }
 
     enum Parsed {
@@ -86,6 +89,11 @@ enum ShadowCopyDaemon {
                     return usageError("--expose-root needs an absolute path")
                 }
                 options.settings.exposeRoot = value
+            case "--shadow-storage":
+                guard let value = rest.popFirst(), value.hasPrefix("/") else {
+                    return usageError("--shadow-storage needs an absolute path")
+                }
+                options.storage = value
             case "--catalog":
                 guard let value = rest.popFirst(), value.hasPrefix("/") else {
                     return usageError("--catalog needs an absolute path")
@@ -116,7 +124,7 @@ enum ShadowCopyDaemon {
         LoggingSystem.bootstrap { JournalLogHandler(label: $0, level: level) }
         let logger = Logger(label: "shadowcopyd")
         let service = DaemonService(bus: options.bus, settings: options.settings, catalogPath: options.catalog,
-                                    logger: logger)
+                                    storagePath: options.storage, logger: logger)
         do {
             try await service.run()
         } catch {

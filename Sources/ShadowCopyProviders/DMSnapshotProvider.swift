@@ -1,0 +1,247 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import DeviceMapper
+import Logging
+import ShadowCopyCore
+import Synchronization
+
+/// The `dm-snapshot` provider: a volume is a device-mapper device not owned by LVM; a copy is a
+/// persistent `snapshot` target over the origin's table moved to `<origin>-screal`, with its COW
+/// store in a sparse file of the shadow storage directory attached to a loop device.
+///
+/// All the origins of a set are suspended with lockfs (the kernel freezes their filesystems)
+/// before any table changes, and resumed together after: the copies are one instant. A failure
+/// at any step puts every origin back as it was.
+public final class DMSnapshotProvider: SnapshotProvider {
+    public let info = ProviderInfo(
+        name: "dm-snapshot", id: Identifier("5c1d4f0e-9a7b-4c2e-8f3a-6b5d2e1c0a97")!, type: "software", version: shadowCopyVersion)
+    /// Suspending with lockfs holds writes; the coordinator freezes nothing itself.
+    public let holdsWritesItself = true
+
+    private struct Prepared: Sendable {
+        let snapshot: Identifier
+        let origin: String
+        let sectors: UInt64
+        let store: String
+        let loop: DeviceMapper.LoopDevice
+        var copyName: String { DMSnapshotProvider.copyName(snapshot) }
+    }
+
+    private let storageDirectory: String
+    private let sets = Mutex<[Identifier: [Prepared]]>([:])
+    private let logger: Logger
+
+    /// Copies' COW stores go to sparse files in `storageDirectory`, which must not be on a copied volume.
+    public init(storageDirectory: String, logger: Logger) {
+        self.storageDirectory = storageDirectory
+        self.logger = logger
+    }
+
+    static func copyName(_ snapshot: Identifier) -> String { "sc-" + snapshot.hex }
+    static func realName(_ origin: String) -> String { origin + "-screal" }
+
+    // MARK: Volumes
+
+    public func canonicalVolume(_ volume: String) throws(ShadowCopyError) -> String? {
+        guard DeviceMapper.kernelSupport, let device = DMSnapshotProvider.blockDevice(of: volume) else { return nil }
+        let sysfs = "/sys/dev/block/\(device)/dm"
+        guard let name = DMSnapshotProvider.read(sysfs + "/name") else { return nil }
+        let uuid = DMSnapshotProvider.read(sysfs + "/uuid") ?? ""
+        if uuid.hasPrefix("LVM-") {
+            throw ShadowCopyError(.volumeNotSupported, "\(volume) is an LVM logical volume; LVM's own snapshots (an lvm provider) will copy it")
+        }
+        if uuid.hasPrefix("SHADOWCOPY-") || name.hasSuffix("-screal") {
+            throw ShadowCopyError(.volumeNotSupported, "\(volume) is a device of shadowcopy's own (a copy, or an origin's -real)")
+        }
+        return "/dev/mapper/" + name
+    }
+
+    /// `major:minor` of the block device `volume` names: the device itself, or what is mounted
+    /// at a mount point.
+    static func blockDevice(of volume: String) -> String? {
+        var info = stat()
+        guard stat(volume, &info) == 0 else { return nil }
+        switch info.st_mode & S_IFMT {
+        case S_IFBLK: return number(UInt64(info.st_rdev))
+        case S_IFDIR:
+            // The mount point itself, not a directory inside one.
+            let lines = (read("/proc/self/mountinfo") ?? "").split(separator: "\n")
+            guard let line = lines.last(where: { $0.split(separator: " ").dropFirst(4).first.map(String.init) == volume }) else { return nil }
+            return line.split(separator: " ").dropFirst(2).first.map(String.init)
+        default: return nil
+        }
+    }
+
+    static func number(_ dev: UInt64) -> String {
+        let major = ((dev >> 8) & 0xfff) | ((dev >> 32) & ~0xfff)
+        let minor = (dev & 0xff) | ((dev >> 12) & ~0xff)
+        return "\(major):\(minor)"
+    }
+
+    static func read(_ path: String) -> String? {
+        guard let file = fopen(path, "r") else { return nil }
+        defer { fclose(file) }
+        var out: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let n = fread(&buffer, 1, buffer.count, file)
+            if n <= 0 { break }
+            out += buffer[0..<n]
+        }
+        var text = String(decoding: out, as: UTF8.self)
+        while text.last == "\n" { text.removeLast() }
+        return text
+    }
+
+    // MARK: The provider steps
+
+    public func beginPrepare(set: Identifier, snapshot: Identifier, volume: String) async throws(ShadowCopyError) {
+        let origin = String(volume.dropFirst("/dev/mapper/".count))
+        do {
+            guard let info = try DeviceMapper.info(origin) else { throw ShadowCopyError.notFound("\(volume) is gone") }
+            let sectors = try DeviceMapper.table(origin).reduce(0) { $0 + $1.length }
+            // The store must not live on what is being copied: its writes would land in the copy.
+            var storage = stat()
+            if mkdir(storageDirectory, 0o700) != 0, errno != EEXIST {
+                throw ShadowCopyError.failed("cannot make the shadow storage directory \(storageDirectory): \(String(cString: strerror(errno)))")
+            }
+            guard stat(storageDirectory, &storage) == 0 else { throw ShadowCopyError.failed("cannot read \(storageDirectory)") }
+            if DMSnapshotProvider.number(UInt64(storage.st_dev)) == info.deviceNumber {
+                throw ShadowCopyError(.volumeNotSupported, "the shadow storage \(storageDirectory) is on \(volume) itself")
+            }
+            // VSS's default diff area: a tenth of the volume, at least 16 MiB (it is sparse).
+            let bytes = max(sectors * 512 / 10, 16 << 20)
+            let store = storageDirectory + "/" + snapshot.hex + ".cow"
+            let fd = open(store, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0o600)
+            guard fd >= 0 else { throw ShadowCopyError.failed("cannot make \(store): \(String(cString: strerror(errno)))") }
+            let sized = ftruncate(fd, off_t(bytes))
+            close(fd)
+            guard sized == 0 else {
+                unlink(store)
+                throw ShadowCopyError.failed("cannot size \(store)")
+            }
+            let loop: DeviceMapper.LoopDevice
+            do { loop = try DeviceMapper.LoopDevice(file: store) } catch {
+                unlink(store)
+                throw error
+            }
+            sets.withLock { $0[set, default: []].append(Prepared(snapshot: snapshot, origin: origin, sectors: sectors, store: store, loop: loop)) }
+        } catch let error as ShadowCopyError {
+            throw error
+        } catch {
+            throw ShadowCopyError.failed("\(error)")
+        }
+    }
+
+    public func endPrepare(set: Identifier) async throws(ShadowCopyError) {}
+    public func preCommit(set: Identifier) async throws(ShadowCopyError) {}
+
+    /// Every origin suspended (filesystems frozen), all tables changed, every origin resumed;
+    /// on any failure each origin goes back to the table it had.
+    public func commit(set: Identifier) async throws(ShadowCopyError) {
+        let items = sets.withLock { $0[set] ?? [] }
+        var suspended: [String] = []
+        var original: [String: [DeviceMapper.TableLine]] = [:]
+        var createdReal: [String] = []
+        var createdCopies: [String] = []
+        do {
+            for origin in items.map(\.origin) where !suspended.contains(origin) {
+                try DeviceMapper.suspend(origin, lockfs: true, flush: true)
+                suspended.append(origin)
+            }
+            for item in items {
+                let real = DMSnapshotProvider.realName(item.origin)
+                if try DeviceMapper.info(real) == nil {
+                    let table = try DeviceMapper.table(item.origin)
+                    original[item.origin] = table
+                    try DeviceMapper.create(real, uuid: "SHADOWCOPY-REAL-" + item.origin, table: table)
+                    createdReal.append(real)
+                }
+                guard let realDevice = try DeviceMapper.info(real)?.deviceNumber else { throw ShadowCopyError.failed("\(real) vanished") }
+                try DeviceMapper.create(item.copyName, uuid: "SHADOWCOPY-SNAP-" + item.snapshot.hex, table: [
+                    try DeviceMapper.TableLine(start: 0, length: item.sectors, target: "snapshot",
+                                               params: "\(realDevice) \(item.loop.deviceNumber) P 8"),
+                ], readOnly: true)
+                createdCopies.append(item.copyName)
+                if original[item.origin] != nil {
+                    try DeviceMapper.load(item.origin, table: [
+                        try DeviceMapper.TableLine(start: 0, length: item.sectors, target: "snapshot-origin", params: realDevice),
+                    ])
+                }
+            }
+            for origin in suspended { try DeviceMapper.resume(origin) }
+            suspended.removeAll()
+        } catch {
+            // Back as it was: copies gone, original tables, every origin running.
+            for copy in createdCopies.reversed() { try? DeviceMapper.remove(copy) }
+            for (origin, table) in original where suspended.contains(origin) { try? DeviceMapper.load(origin, table: table) }
+            for origin in suspended { try? DeviceMapper.resume(origin) }
+            for real in createdReal.reversed() { try? DeviceMapper.remove(real) }
+            logger.error("dm-snapshot commit failed; origins restored", metadata: ["set": "\(set)", "error": "\(error)"])
+            throw error as? ShadowCopyError ?? .failed("\(error)")
+        }
+        // The copies' tables hold the stores now; the loop devices go when the copies do.
+        for item in items { item.loop.release() }
+    }
+
+    public func postCommit(set: Identifier) async throws(ShadowCopyError) -> [Identifier: CommittedCopy] {
+        let items = sets.withLock { $0.removeValue(forKey: set) ?? [] }
+        var copies: [Identifier: CommittedCopy] = [:]
+        for item in items { copies[item.snapshot] = CommittedCopy(device: "/dev/mapper/" + item.copyName, location: "", consistency: .filesystem) }
+        return copies
+    }
+
+    public func abort(set: Identifier) async {
+        guard let items = sets.withLock({ $0.removeValue(forKey: set) }) else { return }
+        for item in items {
+            item.loop.release()
+            if (try? DeviceMapper.info(item.copyName)) != nil {
+                do { try await delete(snapshot: item.snapshot, volume: "/dev/mapper/" + item.origin) } catch {
+                    logger.error("abort: cannot delete a copy", metadata: ["snapshot": "\(item.snapshot)", "error": "\(error)"])
+                }
+            } else {
+                unlink(item.store)
+            }
+        }
+    }
+
+    public func exists(snapshot: Identifier, copy: CommittedCopy, volume: String) -> Bool {
+        ((try? DeviceMapper.info(DMSnapshotProvider.copyName(snapshot))) ?? nil) != nil
+    }
+
+    /// Removes the copy and its store; the origin's last copy gone, the origin gets its own table back.
+    public func delete(snapshot: Identifier, volume: String) async throws(ShadowCopyError) {
+        let origin = String(volume.dropFirst("/dev/mapper/".count))
+        let real = DMSnapshotProvider.realName(origin)
+        do {
+            if try DeviceMapper.info(DMSnapshotProvider.copyName(snapshot)) != nil {
+                try DeviceMapper.remove(DMSnapshotProvider.copyName(snapshot))
+            }
+            unlink(storageDirectory + "/" + snapshot.hex + ".cow")
+            guard let realInfo = try DeviceMapper.info(real) else { return }
+            let others = try DeviceMapper.list().filter { $0.name.hasPrefix("sc-") }.filter { device in
+                (try? DeviceMapper.table(device.name).first?.params.hasPrefix(realInfo.deviceNumber + " ")) == true
+            }
+            guard others.isEmpty else { return }
+            let table = try DeviceMapper.table(real)
+            try DeviceMapper.suspend(origin, lockfs: false, flush: true)
+            do {
+                try DeviceMapper.load(origin, table: table)
+                try DeviceMapper.resume(origin)
+            } catch {
+                try? DeviceMapper.resume(origin)
+                throw error
+            }
+            try DeviceMapper.remove(real)
+        } catch let error as ShadowCopyError {
+            throw error
+        } catch {
+            throw ShadowCopyError.failed("\(error)")
+        }
+    }
+
+    public func expose(snapshot: Identifier, copy: CommittedCopy, at path: String) throws(ShadowCopyError) {
+        try ReadOnlyMount.device(copy.device, at: path)
+    }
+}

@@ -1,0 +1,143 @@
+import DBus
+import DeviceMapper
+import Foundation
+import ShadowCopyTestSupport
+import Testing
+
+/// The dm-snapshot provider through the real daemon, in a kernel with device-mapper (natively
+/// or in the VM that make test starts).
+@Suite("dm-snapshot copies through shadowcopyd", .serialized, .enabled(if: DeviceMapper.kernelSupport,
+                                                                     "no device-mapper in this kernel: make test runs this suite in a VM"))
+struct DMSnapshotProviderTests {
+    static let setInterface: InterfaceName = "org.shadowcopy.ShadowCopy1.SnapshotSet"
+    static let snapshotInterface: InterfaceName = "org.shadowcopy.ShadowCopy1.Snapshot"
+    static let jobInterface: InterfaceName = "org.shadowcopy.ShadowCopy1.Job"
+
+    /// An ext4 filesystem on a dm linear device over a loop device, mounted; ``remove()`` undoes it all.
+    final class DMVolume: @unchecked Sendable {
+        let loop: DeviceMapperKernelTests.Loop
+        let name: String
+        let mountPoint: String
+
+        init() throws {
+            loop = try DeviceMapperKernelTests.Loop(sizeMiB: 64)
+            name = "sctest-vol-\(UInt32.random(in: 0...UInt32.max))"
+            mountPoint = "/tmp/shadowcopy-test-dmvol-\(name)"
+            try DeviceMapper.create(name, uuid: "TEST-" + name, table: [
+                try DeviceMapper.TableLine(start: 0, length: loop.sectors, target: "linear",
+                                           params: "\(DeviceMapperKernelTests.devNumber(loop.device)) 0"),
+            ])
+            _ = try Tool.run("/usr/sbin/mkfs.ext4", ["-q", "-F", "/dev/mapper/" + name])
+            try FileManager.default.createDirectory(atPath: mountPoint, withIntermediateDirectories: true)
+            let mounted = try Tool.run("/usr/bin/mount", ["/dev/mapper/" + name, mountPoint])
+            guard mounted.status == 0 else { throw HarnessError("mount: \(mounted.stderr)") }
+        }
+
+        func remove() {
+            _ = try? Tool.run("/usr/bin/umount", [mountPoint])
+            try? DeviceMapper.remove(name)
+            try? FileManager.default.removeItem(atPath: mountPoint)
+            loop.remove()
+        }
+    }
+
+    static func call(_ c: Connection, _ path: ObjectPath, _ interface: InterfaceName, _ member: MemberName,
+                     _ args: [Value] = [.vardict([])]) async throws -> [Value] {
+        try await c.call("org.shadowcopy.ShadowCopy1", path, interface, member, args)
+    }
+
+    static func property(_ c: Connection, _ path: ObjectPath, _ interface: InterfaceName, _ name: String) async throws -> String {
+        let value = try await c.call("org.shadowcopy.ShadowCopy1", path, "org.freedesktop.DBus.Properties", "Get",
+                                     [.string(interface.rawValue), .string(name)]).first?.variantValue
+        return value?.string ?? value?.objectPath?.rawValue ?? ""
+    }
+
+    /// Runs a phase as a job; returns its State.
+    static func run(_ c: Connection, _ set: ObjectPath, _ member: MemberName) async throws -> String {
+        let job = try #require(try await call(c, set, setInterface, member).first?.objectPath)
+        _ = try await call(c, job, jobInterface, "Wait", [.uint32(60_000)])
+        let state = try await property(c, job, jobInterface, "State")
+        if state != "succeeded" { print("\(member): \(try await property(c, job, jobInterface, "ErrorMessage"))") }
+        return state
+    }
+
+    /// No shadowcopy device is left in the kernel.
+    static func noShadowcopyDevices() throws -> Bool {
+        try DeviceMapper.list().allSatisfy { !$0.name.hasPrefix("sc-") && !$0.name.hasSuffix("-screal") }
+    }
+
+    @Test func aSetOfTwoVolumesWithAWriterHoldsExactlyWhatWasWrittenBeforeFreeze() async throws {
+        let first = try DMVolume(), second = try DMVolume()
+        defer { first.remove(); second.remove() }
+        try "second volume\n".write(toFile: second.mountPoint + "/note", atomically: false, encoding: .utf8)
+        try await DaemonFixture.with { f in
+            let writer = try await PythonWriter(bus: f.bus, name: "app", extra: ["--data", first.mountPoint + "/records"])
+            defer { writer.stop() }
+            let c = try f.client()
+            defer { c.close() }
+            let supported = try await c.call("org.shadowcopy.ShadowCopy1", "/org/shadowcopy/ShadowCopy1",
+                                             "org.shadowcopy.ShadowCopy1.Coordinator", "IsVolumeSupported",
+                                             [.string(first.mountPoint), .vardict([])])
+            #expect(supported == [.bool(true), .string("dm-snapshot")])
+            try await Task.sleep(for: .milliseconds(300))
+
+            let set = try #require(try await c.call("org.shadowcopy.ShadowCopy1", "/org/shadowcopy/ShadowCopy1",
+                                                    "org.shadowcopy.ShadowCopy1.Coordinator", "StartSnapshotSet",
+                                                    [.vardict([])]).first?.objectPath)
+            #expect(try await Self.run(c, set, "GatherWriterMetadata") == "succeeded")
+            var snapshots: [ObjectPath] = []
+            for volume in [first, second] {
+                snapshots.append(try #require(try await Self.call(c, set, Self.setInterface, "AddVolume",
+                                                                  [.string(volume.mountPoint), .vardict([])]).first?.objectPath))
+            }
+            #expect(try await Self.run(c, set, "PrepareForBackup") == "succeeded")
+            #expect(try await Self.run(c, set, "DoSnapshotSet") == "succeeded")
+            #expect(try await Self.property(c, set, Self.setInterface, "Consistency") == "application")
+            for (snapshot, volume) in zip(snapshots, [first, second]) {
+                #expect(try await Self.property(c, snapshot, Self.snapshotInterface, "Provider") == "dm-snapshot")
+                #expect(try await Self.property(c, snapshot, Self.snapshotInterface, "OriginalVolume") == "/dev/mapper/" + volume.name)
+                #expect(try await Self.property(c, snapshot, Self.snapshotInterface, "Device").hasPrefix("/dev/mapper/sc-"))
+                #expect(try DeviceMapper.table(volume.name).first?.target == "snapshot-origin")
+            }
+
+            // Exposed read-only (ext4 without journal replay): exactly the records before Freeze.
+            let exposed = try #require(try await Self.call(c, snapshots[0], Self.snapshotInterface, "Expose").first?.string)
+            let frozenAfter = try #require(writer.events.first { $0.hasPrefix("frozen-after") }.flatMap { Int($0.split(separator: " ")[1]) })
+            #expect(try String(contentsOfFile: exposed + "/records", encoding: .utf8) == (1...frozenAfter).map { "\($0)\n" }.joined())
+            #expect(!FileManager.default.createFile(atPath: exposed + "/new", contents: nil), "read-only")
+            let second = try #require(try await Self.call(c, snapshots[1], Self.snapshotInterface, "Expose").first?.string)
+            #expect(try String(contentsOfFile: second + "/note", encoding: .utf8) == "second volume\n")
+
+            // Delete: copies, stores and -real devices go; the origins get their own tables back.
+            _ = try await Self.call(c, set, Self.setInterface, "Delete")
+            #expect(try Self.noShadowcopyDevices())
+            #expect(try DeviceMapper.table(first.name).first?.target == "linear")
+            #expect(((try? FileManager.default.contentsOfDirectory(atPath: f.bus.directory.appendingPathComponent("storage").path)) ?? []).isEmpty)
+            #expect(f.daemon.exposed.isEmpty)
+        }
+    }
+
+    @Test func lvmOwnedVolumesAreRefused() async throws {
+        let volume = try DMVolume()
+        defer { volume.remove() }
+        let lvm = "sctest-lvm-\(UInt32.random(in: 0...UInt32.max))"
+        try DeviceMapper.create(lvm, uuid: "LVM-" + String(repeating: "a", count: 64), table: [
+            try DeviceMapper.TableLine(start: 0, length: 2048, target: "error", params: ""),
+        ])
+        defer { try? DeviceMapper.remove(lvm) }
+        try await DaemonFixture.with { f in
+            let c = try f.client()
+            defer { c.close() }
+            let set = try #require(try await c.call("org.shadowcopy.ShadowCopy1", "/org/shadowcopy/ShadowCopy1",
+                                                    "org.shadowcopy.ShadowCopy1.Coordinator", "StartSnapshotSet",
+                                                    [.vardict([("context", .string("file-share-backup"))])]).first?.objectPath)
+            do {
+                _ = try await Self.call(c, set, Self.setInterface, "AddVolume", [.string("/dev/mapper/" + lvm), .vardict([])])
+                Issue.record("an LVM volume was taken")
+            } catch let error as DBusError {
+                #expect(error.name.rawValue == "org.shadowcopy.ShadowCopy1.Error.VolumeNotSupported" && error.message.contains("LVM"))
+            }
+            _ = try await Self.call(c, set, Self.setInterface, "Delete")
+        }
+    }
+}
