@@ -9,8 +9,10 @@ extension SnapshotEngine {
     /// not outlive the service, as in VSS), rows whose copy is gone and exposures no longer
     /// mounted are all dropped; what survives is back on the bus.
     public func restoreFromCatalog() async throws(ShadowCopyError) -> [String] {
+        var fixes: [String] = []
+        for provider in providers { fixes += await provider.recover().map { "\(provider.info.name): \($0)" } }
         let (contents, unreadable) = try catalog.load()
-        var fixes = unreadable.map { "ignored an unreadable catalog row (\($0))" }
+        fixes += unreadable.map { "ignored an unreadable catalog row (\($0))" }
         let mounted = Mounts.mountPoints()
         var kept: [SnapshotRecord] = []
         for var snapshot in contents.snapshots {

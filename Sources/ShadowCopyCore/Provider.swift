@@ -78,6 +78,14 @@ public protocol SnapshotProvider: Sendable {
     func delete(snapshot: Identifier, volume: String) async throws(ShadowCopyError)
     /// Mounts the copy read-only, nosuid, nodev, noexec at `path` (an empty directory).
     func expose(snapshot: Identifier, copy: CommittedCopy, at path: String) throws(ShadowCopyError)
+    /// At start, before the catalog is reconciled: puts back what a daemon that died left half
+    /// done in the provider's own domain (a device left suspended, say); returns what it fixed.
+    func recover() async -> [String]
+}
+
+extension SnapshotProvider {
+    /// Nothing to recover by default.
+    public func recover() async -> [String] { [] }
 }
 
 /// Holds writes on volumes from a guard process outside the daemon, so that a daemon killed

@@ -244,4 +244,48 @@ public final class DMSnapshotProvider: SnapshotProvider {
     public func expose(snapshot: Identifier, copy: CommittedCopy, at path: String) throws(ShadowCopyError) {
         try ReadOnlyMount.device(copy.device, at: path)
     }
+
+    /// A daemon that died in the middle of a commit may have left origins suspended (their
+    /// filesystems frozen) and an origin's -real device with no copy on it: every such origin is
+    /// resumed, and an unused -real goes after giving its origin its table back.
+    public func recover() async -> [String] {
+        guard DeviceMapper.kernelSupport, let devices = try? DeviceMapper.list() else { return [] }
+        var fixes: [String] = []
+        for real in devices.map(\.name) where real.hasSuffix("-screal") {
+            let origin = String(real.dropLast("-screal".count))
+            do {
+                guard let originInfo = try DeviceMapper.info(origin), let realInfo = try DeviceMapper.info(real) else { continue }
+                if originInfo.suspended {
+                    try DeviceMapper.resume(origin)
+                    fixes.append("resumed \(origin), left suspended")
+                }
+                let used = devices.contains { device in
+                    device.name.hasPrefix("sc-") && (try? DeviceMapper.table(device.name).first?.params.hasPrefix(realInfo.deviceNumber + " ")) == true
+                }
+                guard !used else { continue }
+                if try DeviceMapper.table(origin).first?.target == "snapshot-origin" {
+                    let table = try DeviceMapper.table(real)
+                    try DeviceMapper.suspend(origin, lockfs: false, flush: true)
+                    do {
+                        try DeviceMapper.load(origin, table: table)
+                        try DeviceMapper.resume(origin)
+                    } catch {
+                        try? DeviceMapper.resume(origin)
+                        throw error
+                    }
+                }
+                try DeviceMapper.remove(real)
+                fixes.append("removed \(real), which no copy used; \(origin) has its own table")
+            } catch {
+                fixes.append("could not repair \(origin): \(error)")
+            }
+        }
+        for copy in devices.map(\.name) where copy.hasPrefix("sc-") {
+            if (try? DeviceMapper.info(copy))??.suspended == true, (try? DeviceMapper.resume(copy)) != nil {
+                fixes.append("resumed \(copy), left suspended")
+            }
+        }
+        for fix in fixes { logger.notice("dm-snapshot recovered", metadata: ["fix": "\(fix)"]) }
+        return fixes
+    }
 }

@@ -140,4 +140,29 @@ struct DMSnapshotProviderTests {
             _ = try await Self.call(c, set, Self.setInterface, "Delete")
         }
     }
+
+    @Test func aDaemonThatDiedMidCommitIsRepairedByTheNextStart() async throws {
+        let volume = try DMVolume()
+        defer { volume.remove(); try? DeviceMapper.remove(volume.name + "-screal") }
+        // The state a daemon killed between suspend and resume leaves: the origin suspended
+        // (its filesystem frozen), its table copied to -real, snapshot-origin loaded but not live.
+        let table = try DeviceMapper.table(volume.name)
+        try DeviceMapper.suspend(volume.name, lockfs: true)
+        try DeviceMapper.create(volume.name + "-screal", uuid: "SHADOWCOPY-REAL-" + volume.name, table: table)
+        let real = try #require(try DeviceMapper.info(volume.name + "-screal")).deviceNumber
+        try DeviceMapper.load(volume.name, table: [
+            try DeviceMapper.TableLine(start: 0, length: table[0].length, target: "snapshot-origin", params: real),
+        ])
+        let blocked = try ChildProcess("/usr/bin/touch", [volume.mountPoint + "/during"])
+        try await Task.sleep(for: .milliseconds(300))
+        #expect(blocked.isRunning, "the volume is frozen")
+
+        try await DaemonFixture.with { (f: DaemonFixture) async throws in
+            #expect(blocked.wait(timeout: .seconds(10)) == 0, "the start resumed the origin: the write went through")
+            #expect(try DeviceMapper.info(volume.name)?.suspended == false)
+            #expect(try DeviceMapper.info(volume.name + "-screal") == nil, "the unused -real is gone")
+            #expect(try DeviceMapper.table(volume.name) == table, "the origin has its own table")
+            #expect(f.daemon.log.contains("resumed \(volume.name), left suspended"), "\(f.daemon.log)")
+        }
+    }
 }
