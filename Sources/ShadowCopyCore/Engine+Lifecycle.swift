@@ -215,6 +215,19 @@ extension SnapshotEngine {
         return path
     }
 
+    /// Snapshot.OpenDevice: a read-only descriptor of the copy's block device, for a requester
+    /// that reads blocks rather than files.
+    public func openDevice(_ id: Identifier, _ caller: Caller) throws(ShadowCopyError) -> Int32 {
+        let record = try owned(id, caller)
+        guard record.state == .created, let copy = record.copy else { throw .badState("only a made snapshot can be opened") }
+        guard !copy.device.isEmpty else {
+            throw .notSupported("\(record.provider) copies have no block device; use Expose")
+        }
+        let fd = open(copy.device, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
+        guard fd >= 0 else { throw .failed("cannot open \(copy.device): \(String(cString: strerror(errno)))") }
+        return fd
+    }
+
     /// Snapshot.Unexpose.
     public func unexpose(_ id: Identifier, _ caller: Caller) throws(ShadowCopyError) {
         let record = try owned(id, caller)

@@ -40,9 +40,8 @@ enum SnapshotAdapter {
                 return []
             }
             i.method("OpenDevice") { call in
-                try Options.none(call[0], "OpenDevice")
-                throw ShadowCopyError.notSupported(
-                    "\(record()?.provider ?? "this provider") copies have no block device; use Expose")
+                let caller = try await authorize(call, .expose, try Options.none(call[0], "OpenDevice"))
+                return [.unixFD(UnixFD(owning: try engine.openDevice(id, caller)))]
             }
             i.method("Revert") { call in
                 _ = try await authorize(call, .revert, try Options.none(call[0], "Revert"))

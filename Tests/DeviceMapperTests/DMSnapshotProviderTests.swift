@@ -165,4 +165,51 @@ struct DMSnapshotProviderTests {
             #expect(f.daemon.log.contains("resumed \(volume.name), left suspended"), "\(f.daemon.log)")
         }
     }
+
+    @Test func aPersistentCopyOpensReadOnlyAndSurvivesADaemonKilledWithSIGKILL() async throws {
+        let volume = try DMVolume()
+        defer { volume.remove() }
+        try "kept\n".write(toFile: volume.mountPoint + "/file", atomically: false, encoding: .utf8)
+        try await DaemonFixture.with { (f: DaemonFixture) async throws in
+            var c = try f.client()
+            let set = try #require(try await c.call("org.shadowcopy.ShadowCopy1", "/org/shadowcopy/ShadowCopy1",
+                                                    "org.shadowcopy.ShadowCopy1.Coordinator", "StartSnapshotSet",
+                                                    [.vardict([("context", .string("file-share-backup")), ("persistent", .bool(true)),
+                                                               ("auto-release", .bool(false))])]).first?.objectPath)
+            let snapshot = try #require(try await Self.call(c, set, Self.setInterface, "AddVolume",
+                                                            [.string(volume.mountPoint), .vardict([])]).first?.objectPath)
+            #expect(try await Self.run(c, set, "DoSnapshotSet") == "succeeded")
+            let device = try await Self.property(c, snapshot, Self.snapshotInterface, "Device")
+
+            // OpenDevice: the copy's blocks, read-only.
+            guard case .unixFD(let fd) = try #require(try await Self.call(c, snapshot, Self.snapshotInterface, "OpenDevice").first) else {
+                Issue.record("OpenDevice returned no descriptor")
+                return
+            }
+            var viaFD = [UInt8](repeating: 0, count: 4096), direct = [UInt8](repeating: 0, count: 4096)
+            #expect(pread(fd.rawValue, &viaFD, 4096, 1024) == 4096)
+            let own = open(device, O_RDONLY)
+            #expect(pread(own, &direct, 4096, 1024) == 4096 && viaFD == direct, "the descriptor reads the copy")
+            close(own)
+            #expect(pwrite(fd.rawValue, &viaFD, 512, 0) == -1, "and cannot write it")
+            fd.close()
+            c.close()
+
+            // SIGKILL, then a new daemon: the copy is still there and still deletable.
+            await f.daemon.stop(signal: SIGKILL)
+            try await DaemonProcess.with(bus: f.bus) { _ in
+                c = try f.client()
+                defer { c.close() }
+                let listed = try await c.call("org.shadowcopy.ShadowCopy1", "/org/shadowcopy/ShadowCopy1",
+                                              "org.shadowcopy.ShadowCopy1.Coordinator", "Query", [.vardict([])])
+                #expect(listed.first?.arrayElements?.compactMap(\.objectPath) == [snapshot])
+                #expect(try await Self.property(c, snapshot, Self.snapshotInterface, "State") == "created")
+                let exposed = try #require(try await Self.call(c, snapshot, Self.snapshotInterface, "Expose").first?.string)
+                #expect(try String(contentsOfFile: exposed + "/file", encoding: .utf8) == "kept\n")
+                _ = try await Self.call(c, set, Self.setInterface, "Delete")
+                #expect(try Self.noShadowcopyDevices())
+                #expect(try DeviceMapper.table(volume.name).first?.target == "linear")
+            }
+        }
+    }
 }
