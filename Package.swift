@@ -38,7 +38,7 @@ let package = Package(
             swiftSettings: strict
         ),
         // The process apart from the daemon that freezes filesystems and thaws them if it dies.
-        .target(name: "FreezeGuard", dependencies: ["ShadowCopyCore", "Btrfs"], swiftSettings: strict),
+        .target(name: "FreezeGuard", dependencies: ["ShadowCopyCore", "Btrfs", "DeviceMapper"], swiftSettings: strict),
         // The built-in providers: btrfs today, device-mapper next.
         .target(
             name: "ShadowCopyProviders",
@@ -87,7 +87,7 @@ let package = Package(
         .executableTarget(name: "shadowcopy-fuzz", dependencies: ["DBus"], swiftSettings: strict),
 
         .testTarget(name: "DBusTests", dependencies: ["DBus", "ShadowCopyTestSupport"], swiftSettings: strict),
-        .testTarget(name: "DeviceMapperTests", dependencies: ["DeviceMapper", "DBus", "ShadowCopyTestSupport"], swiftSettings: strict),
+        .testTarget(name: "DeviceMapperTests", dependencies: ["DeviceMapper", "DBus", "ShadowCopyTestSupport", "FreezeGuard"], swiftSettings: strict),
         .testTarget(name: "ShadowCopyCoreTests", dependencies: ["ShadowCopyCore", "SQLite"], swiftSettings: strict),
         .testTarget(
             name: "IntegrationTests",

@@ -24,6 +24,7 @@ static inline int cdm_task_table_kind(void) { return DM_DEVICE_TABLE; }
 static inline int cdm_task_status_kind(void) { return DM_DEVICE_STATUS; }
 static inline int cdm_task_message_kind(void) { return DM_DEVICE_TARGET_MSG; }
 static inline int cdm_task_list_kind(void) { return DM_DEVICE_LIST; }
+static inline int cdm_task_clear_kind(void) { return DM_DEVICE_CLEAR; }
 
 // Loop devices for shadow storage files, set up by the daemon itself (no losetup at run time).
 #include <linux/loop.h>

@@ -128,6 +128,12 @@ public enum DeviceMapper {
         try run(cdm_task_resume_kind(), name, operation: "resume", udev: true) { _ throws(Failure) in }
     }
 
+    /// Drops the inactive table of `name`, if one was loaded: a resume then keeps the live one.
+    public static func clear(_ name: String) throws(Failure) {
+        try checkName(name)
+        try run(cdm_task_clear_kind(), name, operation: "clear", udev: false) { _ throws(Failure) in }
+    }
+
     /// Removes `name` (its node too).
     public static func remove(_ name: String) throws(Failure) {
         try checkName(name)

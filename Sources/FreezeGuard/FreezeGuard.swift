@@ -47,6 +47,30 @@ public final class FreezeGuard: WriteHolder {
         return try outcome.get()
     }
 
+    public func watchSuspended(_ devices: [String], limitMs: UInt32) async throws(ShadowCopyError) {
+        let outcome = await offThread { [self] () -> ShadowCopyError? in
+            child.withLock { child in
+                for device in devices {
+                    do throws(ShadowCopyError) {
+                        let reply = try exchange("watch-dm \(limitMs) \(device)", &child)
+                        guard reply == "ok" else { throw ShadowCopyError.failed("the freeze guard refused to watch \(device)") }
+                    } catch {
+                        _ = try? exchange("unwatch-dm", &child)
+                        return error
+                    }
+                }
+                return nil
+            }
+        }
+        if let outcome { throw outcome }
+    }
+
+    public func unwatchSuspended() async {
+        await offThread { [self] in
+            child.withLock { child in _ = try? exchange("unwatch-dm", &child) }
+        }
+    }
+
     public func release() async {
         await offThread { [self] in
             child.withLock { child in _ = try? exchange("release", &child) }

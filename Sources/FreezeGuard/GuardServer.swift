@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import Btrfs
+import DeviceMapper
 
 /// The freeze guard: a small process apart from shadowcopyd that freezes filesystems for it and
 /// thaws them when shadowcopyd says so, when the hold-writes deadline passes, or when
@@ -9,7 +10,9 @@ import Btrfs
 ///
 /// It is `shadowcopyd --freeze-guard`, started by ``FreezeGuard`` with the socket as fd 3. The
 /// protocol is one text message per datagram: `hold <limit-ms> <path>` answered `ok`, `skip`
-/// (btrfs, never frozen) or `err <errno>`; `release` answered `ok` once everything is thawed.
+/// (btrfs, never frozen) or `err <errno>`; `release` answered `ok` once everything is thawed;
+/// `watch-dm <limit-ms> <name>` and `unwatch-dm` for device-mapper devices a provider suspends
+/// itself, which the guard resumes if the daemon dies or the limit passes first.
 public enum GuardServer {
     static let fifreeze: UInt = 0xC004_5877  // _IOWR('X', 119, int)
     static let fithaw: UInt = 0xC004_5878  // _IOWR('X', 120, int)
@@ -25,6 +28,7 @@ public enum GuardServer {
         // closes (after it thawed), or its own deadline thaws what is held.
         for signal in [SIGTERM, SIGINT, SIGHUP] { _ = Glibc.signal(signal, SIG_IGN) }
         var held: [Held] = []
+        var watched: [String] = []
         var deadline: UInt64?
         var buffer = [UInt8](repeating: 0, count: 8192)
         while true {
@@ -34,6 +38,7 @@ public enum GuardServer {
             if ready < 0, errno == EINTR { continue }
             if ready == 0, deadline != nil {
                 thawAll(&held, reason: "the hold-writes deadline passed")
+                resumeAll(&watched, reason: "the hold-writes deadline passed")
                 deadline = nil
                 continue
             }
@@ -42,13 +47,22 @@ public enum GuardServer {
             if n < 0, errno == EINTR { continue }
             if n <= 0 {
                 thawAll(&held, reason: "shadowcopyd went away")
+                resumeAll(&watched, reason: "shadowcopyd went away")
                 exit(0)
             }
             let message = String(decoding: buffer[0..<n], as: UTF8.self)
             let reply: String
             if message == "release" {
                 thawAll(&held, reason: nil)
-                deadline = nil
+                if watched.isEmpty { deadline = nil }
+                reply = "ok"
+            } else if message == "unwatch-dm" {
+                watched.removeAll()
+                if held.isEmpty { deadline = nil }
+                reply = "ok"
+            } else if message.hasPrefix("watch-dm "), let (limit, name) = parseWatch(message) {
+                watched.append(name)
+                if deadline == nil { deadline = now() + limit }
                 reply = "ok"
             } else if message.hasPrefix("hold "), let (limit, path) = parseHold(message) {
                 reply = hold(path, into: &held)
@@ -58,6 +72,26 @@ public enum GuardServer {
             }
             _ = reply.withCString { send(socket, $0, strlen($0), Int32(MSG_NOSIGNAL)) }
         }
+    }
+
+    private static func parseWatch(_ message: String) -> (UInt64, String)? {
+        let parts = message.split(separator: " ", maxSplits: 2)
+        guard parts.count == 3, let limit = UInt64(parts[1]), (try? DeviceMapper.checkName(String(parts[2]))) != nil else { return nil }
+        return (limit, String(parts[2]))
+    }
+
+    /// A table loaded but not live is dropped first: the device comes back as it was.
+    private static func resumeAll(_ watched: inout [String], reason: String) {
+        for name in watched.reversed() {
+            try? DeviceMapper.clear(name)
+            do {
+                try DeviceMapper.resume(name)
+                log("resumed \(name): \(reason)")
+            } catch {
+                log("cannot resume \(name): \(error)")
+            }
+        }
+        watched.removeAll()
     }
 
     private static func parseHold(_ message: String) -> (UInt64, String)? {

@@ -97,4 +97,10 @@ public protocol WriteHolder: Sendable {
     func hold(_ volumes: [String], limitMs: UInt32) async throws(ShadowCopyError) -> [String]
     /// Thaws whatever `hold` froze; harmless when nothing is held.
     func release() async
+    /// Device-mapper devices a provider is about to suspend itself: if the daemon dies, or
+    /// `limitMs` passes, before ``unwatchSuspended()``, the guard drops any table loaded but not
+    /// yet live and resumes them (which thaws their filesystems).
+    func watchSuspended(_ devices: [String], limitMs: UInt32) async throws(ShadowCopyError)
+    /// The provider resumed them itself.
+    func unwatchSuspended() async
 }

@@ -30,11 +30,17 @@ public final class DMSnapshotProvider: SnapshotProvider {
 
     private let storageDirectory: String
     private let sets = Mutex<[Identifier: [Prepared]]>([:])
+    /// Resumes the suspended origins if the daemon dies while it holds them.
+    private let guardian: any WriteHolder
+    private let holdLimitMs: UInt32
     private let logger: Logger
 
-    /// Copies' COW stores go to sparse files in `storageDirectory`, which must not be on a copied volume.
-    public init(storageDirectory: String, logger: Logger) {
+    /// Copies' COW stores go to sparse files in `storageDirectory`, which must not be on a copied
+    /// volume; origins are never held suspended past `holdLimitMs`, by `guardian` if need be.
+    public init(storageDirectory: String, guardian: any WriteHolder, holdLimitMs: UInt32, logger: Logger) {
         self.storageDirectory = storageDirectory
+        self.guardian = guardian
+        self.holdLimitMs = holdLimitMs
         self.logger = logger
     }
 
@@ -145,8 +151,12 @@ public final class DMSnapshotProvider: SnapshotProvider {
         var original: [String: [DeviceMapper.TableLine]] = [:]
         var createdReal: [String] = []
         var createdCopies: [String] = []
+        var origins: [String] = []
+        for origin in items.map(\.origin) where !origins.contains(origin) { origins.append(origin) }
+        // The guard learns of them first: if this process dies from here on, it resumes them.
+        try await guardian.watchSuspended(origins, limitMs: holdLimitMs)
         do {
-            for origin in items.map(\.origin) where !suspended.contains(origin) {
+            for origin in origins {
                 try DeviceMapper.suspend(origin, lockfs: true, flush: true)
                 suspended.append(origin)
             }
@@ -178,9 +188,11 @@ public final class DMSnapshotProvider: SnapshotProvider {
             for (origin, table) in original where suspended.contains(origin) { try? DeviceMapper.load(origin, table: table) }
             for origin in suspended { try? DeviceMapper.resume(origin) }
             for real in createdReal.reversed() { try? DeviceMapper.remove(real) }
+            await guardian.unwatchSuspended()
             logger.error("dm-snapshot commit failed; origins restored", metadata: ["set": "\(set)", "error": "\(error)"])
             throw error as? ShadowCopyError ?? .failed("\(error)")
         }
+        await guardian.unwatchSuspended()
         // The copies' tables hold the stores now; the loop devices go when the copies do.
         for item in items { item.loop.release() }
     }

@@ -50,7 +50,8 @@ struct DaemonService {
             let catalog = try Catalog(path: catalogPath)
             server = ShadowCopyServer(connection: connection, settings: settings,
                                       providers: [BtrfsProvider(logger: logger),
-                                                  DMSnapshotProvider(storageDirectory: storagePath, logger: logger)],
+                                                  DMSnapshotProvider(storageDirectory: storagePath, guardian: freezeGuard,
+                                                                     holdLimitMs: settings.holdWritesTimeoutMs, logger: logger)],
                                       catalog: catalog,
                                       writeHolder: freezeGuard, logger: logger)
             try await server.start()

@@ -69,7 +69,8 @@ struct ConnectionTests {
             let slowDone = Mutex(false)
             async let slow: [Value] = {
                 defer { slowDone.withLock { $0 = true } }
-                return try await f.call("Sleep", [.uint32(3000)])
+                // Long enough that 200 calls finish first even on a loaded two-core machine.
+                return try await f.call("Sleep", [.uint32(10_000)])
             }()
             try await Task.sleep(for: .milliseconds(50))
             try await withThrowingTaskGroup(of: Void.self) { group in

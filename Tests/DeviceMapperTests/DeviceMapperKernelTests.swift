@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import DeviceMapper
+import FreezeGuard
 import Foundation
 import ShadowCopyTestSupport
 import Testing
@@ -117,5 +118,51 @@ struct DeviceMapperKernelTests {
         guard case .active(let allocated, let total, _) = status else { Issue.record("status \(status)"); return }
         #expect(allocated > 0 && total == store.sectors, "COW use shows: \(allocated)/\(total)")
         #expect(try DeviceMapper.info(copy)?.readOnly == true)
+    }
+
+    /// A linear device over a fresh loop device; the caller removes both.
+    static func linearDevice() throws -> (Loop, String, [DeviceMapper.TableLine]) {
+        let loop = try Loop(sizeMiB: 16)
+        let name = "sctest-guarded-\(UInt32.random(in: 0...UInt32.max))"
+        let table = [try DeviceMapper.TableLine(start: 0, length: loop.sectors, target: "linear", params: "\(Self.devNumber(loop.device)) 0")]
+        try DeviceMapper.create(name, uuid: "TEST-" + name, table: table)
+        return (loop, name, table)
+    }
+
+    @Test func theFreezeGuardResumesWhatADeadDaemonLeftSuspended() async throws {
+        let (loop, name, table) = try Self.linearDevice()
+        defer { try? DeviceMapper.remove(name); loop.remove() }
+        // The daemon's side of the guard, as shadowcopyd runs it: a separate process.
+        let guardian = FreezeGuard(executable: ProjectPaths.daemon.path)
+        try await guardian.watchSuspended([name], limitMs: 60_000)
+        try DeviceMapper.suspend(name, lockfs: false)
+        // A commit in progress: a new table loaded, not yet live.
+        try DeviceMapper.load(name, table: [try DeviceMapper.TableLine(start: 0, length: loop.sectors, target: "error", params: "")])
+        #expect(try DeviceMapper.info(name)?.suspended == true)
+
+        let closedAt = ContinuousClock.now
+        guardian.stop()  // the daemon's end of the socket closes, as when it is killed
+        #expect(try DeviceMapper.info(name)?.suspended == false, "resumed by the guard")
+        #expect(ContinuousClock.now - closedAt < .seconds(1))
+        #expect(try DeviceMapper.table(name) == table, "the table that was not live yet was dropped")
+    }
+
+    @Test func theFreezeGuardResumesAtTheHoldDeadlineEvenWithTheDaemonAlive() async throws {
+        let (loop, name, _) = try Self.linearDevice()
+        defer { try? DeviceMapper.remove(name); loop.remove() }
+        let guardian = FreezeGuard(executable: ProjectPaths.daemon.path)
+        defer { guardian.stop() }
+        try await guardian.watchSuspended([name], limitMs: 300)
+        try DeviceMapper.suspend(name, lockfs: false)
+        let start = ContinuousClock.now
+        while try DeviceMapper.info(name)?.suspended == true, ContinuousClock.now - start < .seconds(5) {
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        #expect(try DeviceMapper.info(name)?.suspended == false, "resumed at the 300 ms limit")
+        #expect(ContinuousClock.now - start < .seconds(2))
+        // Once the provider resumed by itself, unwatching leaves the device alone.
+        try await guardian.watchSuspended([name], limitMs: 60_000)
+        await guardian.unwatchSuspended()
+        #expect(try DeviceMapper.info(name)?.suspended == false)
     }
 }
