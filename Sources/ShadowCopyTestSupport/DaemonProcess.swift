@@ -9,9 +9,10 @@ public final class DaemonProcess: @unchecked Sendable {
     /// Where this daemon exposes copies (`--expose-root`).
     public let exposeRoot: String
 
-    /// Starts the daemon and waits until it owns its name (at most `timeout`).
+    /// Starts the daemon and waits until it owns its name (at most `timeout`: generous, since
+    /// under emulation in the device-mapper VM a start can take many seconds).
     public init(bus: PrivateBus, arguments: [String] = [], binary: URL = ProjectPaths.daemon,
-                timeout: Duration = .seconds(15)) async throws {
+                timeout: Duration = .seconds(60)) async throws {
         self.bus = bus
         guard FileManager.default.isExecutableFile(atPath: binary.path) else {
             throw HarnessError("\(binary.path) is missing: build the package first (swift build)")
