@@ -211,12 +211,12 @@ public final class SnapshotEngine: Sendable {
         }
     }
 
-    /// AddVolume: a pending snapshot of `volume` made by DoSnapshotSet.
-    public func addVolume(_ id: Identifier, _ caller: Caller, volume: String, provider wanted: String?)
-        async throws(ShadowCopyError) -> Identifier
+    /// AddVolume: a pending snapshot of a volume that ``provider(for:named:)`` resolved (after
+    /// ``mayAddVolume(_:_:)``), made by DoSnapshotSet. The service layer resolves the volume
+    /// first, to give polkit its canonical name, and the provider is asked only once.
+    public func addVolume(_ id: Identifier, _ caller: Caller, canonical: String, provider: any SnapshotProvider)
+        throws(ShadowCopyError) -> Identifier
     {
-        try mayAddVolume(id, caller)
-        let (provider, canonical) = try await provider(for: volume, named: wanted)
         let snapshot = Identifier()
         try state.withLock { s throws(ShadowCopyError) in
             guard var set = s.sets[id] else { throw .notFound("no snapshot set \(id)") }
@@ -355,12 +355,10 @@ public final class SnapshotEngine: Sendable {
 }
 
 extension SnapshotEngine {
-    /// Throws unless `caller` may drive set `id`; `rootMay` lets root in too (as for Abort and
-    /// Delete). Returns the set as it is.
+    /// Throws unless `caller` may drive set `id`, root included (as for Abort and Delete).
+    /// Returns the set as it is.
     @discardableResult
-    public func mayDrive(_ id: Identifier, _ caller: Caller, rootMay: Bool = true) throws(ShadowCopyError)
-        -> SnapshotSetRecord
-    {
-        try withSet(id, caller, rootMay: rootMay) { $0 }
+    public func mayDrive(_ id: Identifier, _ caller: Caller) throws(ShadowCopyError) -> SnapshotSetRecord {
+        try withSet(id, caller, rootMay: true) { $0 }
     }
 }

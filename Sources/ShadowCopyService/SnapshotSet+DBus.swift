@@ -58,7 +58,7 @@ struct SnapshotSetAdapter {
                 try await authorizer.check(call, .create, details: [
                     "volume": volume, "set": id.description, "provider": provider.info.name,
                 ], options: options)
-                let snapshot = try await engine.addVolume(id, caller, volume: volume, provider: provider.info.name)
+                let snapshot = try engine.addVolume(id, caller, canonical: volume, provider: provider)
                 return [.objectPath(ShadowCopyBus.snapshotPath(snapshot))]
             }
             i.method("PrepareForBackup") { call in

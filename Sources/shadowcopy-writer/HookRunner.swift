@@ -88,8 +88,17 @@ struct HookRunner: Sendable {
             if process.isRunning { kill(process.processIdentifier, SIGKILL) }
             process.waitUntilExit()
         }
-        try? await Task.sleep(for: .milliseconds(20))
+        // What the script wrote last may not have reached the handler yet: take it without
+        // waiting (a child it left behind may hold the pipe open for good).
         output.fileHandleForReading.readabilityHandler = nil
+        let fd = output.fileHandleForReading.fileDescriptor
+        _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
+        var chunk = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let n = read(fd, &chunk, chunk.count)
+            guard n > 0 else { break }
+            collected.append(Data(chunk[0..<n]))
+        }
         let text = collected.text
         guard finished else { throw Failure(script: script, why: "no answer within \(timeout) ms, killed", output: text) }
         guard process.terminationReason == .exit, process.terminationStatus == 0 else {
