@@ -30,6 +30,8 @@ public final class DMSnapshotProvider: SnapshotProvider {
 
     private let storageDirectory: String
     private let sets = Mutex<[Identifier: [Prepared]]>([:])
+    /// The copies a set's commit made, until postCommit hands them over (or abort deletes them).
+    private let madeCopies = Mutex<[Identifier: Set<Identifier>]>([:])
     /// Resumes the suspended origins if the daemon dies while it holds them.
     private let guardian: any WriteHolder
     private let holdLimitMs: UInt32
@@ -193,12 +195,14 @@ public final class DMSnapshotProvider: SnapshotProvider {
             throw error as? ShadowCopyError ?? .failed("\(error)")
         }
         await guardian.unwatchSuspended()
+        madeCopies.withLock { $0[set] = Set(items.map(\.snapshot)) }
         // The copies' tables hold the stores now; the loop devices go when the copies do.
         for item in items { item.loop.release() }
     }
 
     public func postCommit(set: Identifier) async throws(ShadowCopyError) -> [Identifier: CommittedCopy] {
         let items = sets.withLock { $0.removeValue(forKey: set) ?? [] }
+        madeCopies.withLock { $0[set] = nil }
         var copies: [Identifier: CommittedCopy] = [:]
         for item in items { copies[item.snapshot] = CommittedCopy(device: "/dev/mapper/" + item.copyName, location: "", consistency: .filesystem) }
         return copies
@@ -206,9 +210,11 @@ public final class DMSnapshotProvider: SnapshotProvider {
 
     public func abort(set: Identifier) async {
         guard let items = sets.withLock({ $0.removeValue(forKey: set) }) else { return }
+        let made = madeCopies.withLock { $0.removeValue(forKey: set) ?? [] }
         for item in items {
             item.loop.release()
-            if (try? DeviceMapper.info(item.copyName)) != nil {
+            // Only what this provider made: a device of that name made by someone else stays.
+            if made.contains(item.snapshot) {
                 do { try await delete(snapshot: item.snapshot, volume: "/dev/mapper/" + item.origin) } catch {
                     logger.error("abort: cannot delete a copy", metadata: ["snapshot": "\(item.snapshot)", "error": "\(error)"])
                 }

@@ -13,21 +13,25 @@ struct DMSnapshotProviderTests {
     static let snapshotInterface: InterfaceName = "org.shadowcopy.ShadowCopy1.Snapshot"
     static let jobInterface: InterfaceName = "org.shadowcopy.ShadowCopy1.Job"
 
-    /// An ext4 filesystem on a dm linear device over a loop device, mounted; ``remove()`` undoes it all.
+    /// A filesystem (ext4 or XFS) on a dm linear device over a loop device, mounted; ``remove()``
+    /// undoes it all.
     final class DMVolume: @unchecked Sendable {
         let loop: DeviceMapperKernelTests.Loop
         let name: String
         let mountPoint: String
 
-        init() throws {
-            loop = try DeviceMapperKernelTests.Loop(sizeMiB: 64)
+        init(filesystem: String = "ext4") throws {
+            // XFS will not make a filesystem under 300 MiB; the image is sparse either way.
+            loop = try DeviceMapperKernelTests.Loop(sizeMiB: filesystem == "xfs" ? 320 : 64)
             name = "sctest-vol-\(UInt32.random(in: 0...UInt32.max))"
             mountPoint = "/tmp/shadowcopy-test-dmvol-\(name)"
             try DeviceMapper.create(name, uuid: "TEST-" + name, table: [
                 try DeviceMapper.TableLine(start: 0, length: loop.sectors, target: "linear",
                                            params: "\(DeviceMapperKernelTests.devNumber(loop.device)) 0"),
             ])
-            _ = try Tool.run("/usr/sbin/mkfs.ext4", ["-q", "-F", "/dev/mapper/" + name])
+            let made = try Tool.run("/usr/sbin/mkfs.\(filesystem)", filesystem == "xfs" ? ["-q", "-f", "/dev/mapper/" + name]
+                                                                                          : ["-q", "-F", "/dev/mapper/" + name])
+            guard made.status == 0 else { throw HarnessError("mkfs.\(filesystem): \(made.stderr)") }
             try FileManager.default.createDirectory(atPath: mountPoint, withIntermediateDirectories: true)
             let mounted = try Tool.run("/usr/bin/mount", ["/dev/mapper/" + name, mountPoint])
             guard mounted.status == 0 else { throw HarnessError("mount: \(mounted.stderr)") }
@@ -66,8 +70,8 @@ struct DMSnapshotProviderTests {
         try DeviceMapper.list().allSatisfy { !$0.name.hasPrefix("sc-") && !$0.name.hasSuffix("-screal") }
     }
 
-    @Test func aSetOfTwoVolumesWithAWriterHoldsExactlyWhatWasWrittenBeforeFreeze() async throws {
-        let first = try DMVolume(), second = try DMVolume()
+    @Test func aSetOfAnExt4AndAnXFSVolumeWithAWriterHoldsExactlyWhatWasWrittenBeforeFreeze() async throws {
+        let first = try DMVolume(), second = try DMVolume(filesystem: "xfs")
         defer { first.remove(); second.remove() }
         try "second volume\n".write(toFile: second.mountPoint + "/note", atomically: false, encoding: .utf8)
         try await DaemonFixture.with { f in
@@ -210,6 +214,42 @@ struct DMSnapshotProviderTests {
                 #expect(try Self.noShadowcopyDevices())
                 #expect(try DeviceMapper.table(volume.name).first?.target == "linear")
             }
+        }
+    }
+
+    @Test func aFailureInTheMiddleOfATwoVolumeCommitLeavesBothOriginsAsTheyWere() async throws {
+        let first = try DMVolume(), second = try DMVolume()
+        defer { first.remove(); second.remove() }
+        let tables = [try DeviceMapper.table(first.name), try DeviceMapper.table(second.name)]
+        try await DaemonFixture.with { (f: DaemonFixture) async throws in
+            let c = try f.client()
+            defer { c.close() }
+            let set = try #require(try await c.call("org.shadowcopy.ShadowCopy1", "/org/shadowcopy/ShadowCopy1",
+                                                    "org.shadowcopy.ShadowCopy1.Coordinator", "StartSnapshotSet",
+                                                    [.vardict([("context", .string("file-share-backup"))])]).first?.objectPath)
+            var snapshots: [ObjectPath] = []
+            for volume in [first, second] {
+                snapshots.append(try #require(try await Self.call(c, set, Self.setInterface, "AddVolume",
+                                                                  [.string(volume.mountPoint), .vardict([])]).first?.objectPath))
+            }
+            // The second copy's device name is taken: its creation fails after the first copy
+            // was made and both origins were suspended.
+            let decoy = "sc-" + String(snapshots[1].rawValue.split(separator: "/").last!)
+            try DeviceMapper.create(decoy, uuid: "TEST-" + decoy, table: [try DeviceMapper.TableLine(start: 0, length: 8, target: "error", params: "")])
+            defer { try? DeviceMapper.remove(decoy) }
+
+            #expect(try await Self.run(c, set, "DoSnapshotSet") == "failed")
+            for (volume, table) in zip([first, second], tables) {
+                #expect(try DeviceMapper.info(volume.name)?.suspended == false, "\(volume.name) runs")
+                #expect(try DeviceMapper.table(volume.name) == table, "\(volume.name) has its own table")
+                try "written after\n".write(toFile: volume.mountPoint + "/after", atomically: false, encoding: .utf8)
+            }
+            let left = try DeviceMapper.list().map(\.name).filter { $0.hasPrefix("sc-") || $0.hasSuffix("-screal") }
+            #expect(left == [decoy], "no copy and no -real left, only the test's decoy: \(left)")
+            #expect(((try? FileManager.default.contentsOfDirectory(atPath: f.bus.directory.appendingPathComponent("storage").path)) ?? []).isEmpty,
+                    "no COW store left")
+            #expect(try await Self.property(c, set, Self.setInterface, "State") == "aborted")
+            _ = try await Self.call(c, set, Self.setInterface, "Delete")
         }
     }
 }
