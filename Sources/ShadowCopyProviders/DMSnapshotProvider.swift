@@ -237,21 +237,7 @@ public final class DMSnapshotProvider: SnapshotProvider {
                 try DeviceMapper.remove(DMSnapshotProvider.copyName(snapshot))
             }
             unlink(storageDirectory + "/" + snapshot.hex + ".cow")
-            guard let realInfo = try DeviceMapper.info(real) else { return }
-            let others = try DeviceMapper.list().filter { $0.name.hasPrefix("sc-") }.filter { device in
-                (try? DeviceMapper.table(device.name).first?.params.hasPrefix(realInfo.deviceNumber + " ")) == true
-            }
-            guard others.isEmpty else { return }
-            let table = try DeviceMapper.table(real)
-            try DeviceMapper.suspend(origin, lockfs: false, flush: true)
-            do {
-                try DeviceMapper.load(origin, table: table)
-                try DeviceMapper.resume(origin)
-            } catch {
-                try? DeviceMapper.resume(origin)
-                throw error
-            }
-            try DeviceMapper.remove(real)
+            _ = try DMSnapshotProvider.dropRealIfUnused(origin: origin, real: real)
         } catch let error as ShadowCopyError {
             throw error
         } catch {
@@ -263,6 +249,30 @@ public final class DMSnapshotProvider: SnapshotProvider {
         try ReadOnlyMount.device(copy.device, at: path)
     }
 
+    /// When no copy uses `real` any more: the origin gets its own table back (if it still is a
+    /// snapshot-origin) and `real` goes. Returns whether it went.
+    private static func dropRealIfUnused(origin: String, real: String) throws -> Bool {
+        guard let realInfo = try DeviceMapper.info(real) else { return false }
+        let used = try DeviceMapper.list().contains { device in
+            device.name.hasPrefix("sc-")
+                && (try? DeviceMapper.table(device.name).first?.params.hasPrefix(realInfo.deviceNumber + " ")) == true
+        }
+        guard !used else { return false }
+        if try DeviceMapper.table(origin).first?.target == "snapshot-origin" {
+            let table = try DeviceMapper.table(real)
+            try DeviceMapper.suspend(origin, lockfs: false, flush: true)
+            do {
+                try DeviceMapper.load(origin, table: table)
+                try DeviceMapper.resume(origin)
+            } catch {
+                try? DeviceMapper.resume(origin)
+                throw error
+            }
+        }
+        try DeviceMapper.remove(real)
+        return true
+    }
+
     /// A daemon that died in the middle of a commit may have left origins suspended (their
     /// filesystems frozen) and an origin's -real device with no copy on it: every such origin is
     /// resumed, and an unused -real goes after giving its origin its table back.
@@ -272,28 +282,14 @@ public final class DMSnapshotProvider: SnapshotProvider {
         for real in devices.map(\.name) where real.hasSuffix("-screal") {
             let origin = String(real.dropLast("-screal".count))
             do {
-                guard let originInfo = try DeviceMapper.info(origin), let realInfo = try DeviceMapper.info(real) else { continue }
+                guard let originInfo = try DeviceMapper.info(origin) else { continue }
                 if originInfo.suspended {
                     try DeviceMapper.resume(origin)
                     fixes.append("resumed \(origin), left suspended")
                 }
-                let used = devices.contains { device in
-                    device.name.hasPrefix("sc-") && (try? DeviceMapper.table(device.name).first?.params.hasPrefix(realInfo.deviceNumber + " ")) == true
+                if try DMSnapshotProvider.dropRealIfUnused(origin: origin, real: real) {
+                    fixes.append("removed \(real), which no copy used; \(origin) has its own table")
                 }
-                guard !used else { continue }
-                if try DeviceMapper.table(origin).first?.target == "snapshot-origin" {
-                    let table = try DeviceMapper.table(real)
-                    try DeviceMapper.suspend(origin, lockfs: false, flush: true)
-                    do {
-                        try DeviceMapper.load(origin, table: table)
-                        try DeviceMapper.resume(origin)
-                    } catch {
-                        try? DeviceMapper.resume(origin)
-                        throw error
-                    }
-                }
-                try DeviceMapper.remove(real)
-                fixes.append("removed \(real), which no copy used; \(origin) has its own table")
             } catch {
                 fixes.append("could not repair \(origin): \(error)")
             }
