@@ -64,4 +64,16 @@ static inline int cdm_loop_attach(const char *file, char *path, size_t path_len)
     close(control);
     return -EBUSY;
 }
+// Grows the file behind loop device `path` to `bytes` and tells the loop device (and so the
+// block layer, and any dm target on it) its new size. Returns 0 or -errno.
+static inline int cdm_loop_grow(const char *path, const char *file, uint64_t bytes) {
+    if (truncate(file, (off_t)bytes) != 0) return -errno;
+    int loop = open(path, O_RDONLY | O_CLOEXEC);
+    if (loop < 0) return -errno;
+    int rc = ioctl(loop, LOOP_SET_CAPACITY, 0);
+    int e = errno;
+    close(loop);
+    return rc == 0 ? 0 : -e;
+}
+
 #endif

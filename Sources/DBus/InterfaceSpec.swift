@@ -63,6 +63,8 @@ public struct PropertySpec: Sendable {
         case invalidates
         /// The value never changes while the object exists.
         case const
+        /// The value changes too often to announce; read it when needed.
+        case never = "false"
     }
 
     public let name: MemberName

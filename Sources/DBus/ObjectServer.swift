@@ -97,7 +97,7 @@ public final class ObjectServer: Sendable {
             switch spec.changeSignal {
             case .emits: changed.append((name.rawValue, getter()))
             case .invalidates: invalidated.append(name.rawValue)
-            case .const: continue
+            case .const, .never: continue
             }
         }
         guard !changed.isEmpty || !invalidated.isEmpty else { return }

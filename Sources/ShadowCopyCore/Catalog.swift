@@ -36,9 +36,16 @@ public final class Catalog: Sendable {
             id TEXT PRIMARY KEY, set_id TEXT NOT NULL REFERENCES sets(id) ON DELETE CASCADE,
             original_volume TEXT NOT NULL, provider TEXT NOT NULL, state TEXT NOT NULL,
             device TEXT NOT NULL, location TEXT NOT NULL, copy_consistency TEXT NOT NULL,
-            exposed_path TEXT NOT NULL, creation_ns INTEGER NOT NULL, attributes TEXT NOT NULL);
-        PRAGMA user_version = 1;
+            exposed_path TEXT NOT NULL, creation_ns INTEGER NOT NULL, attributes TEXT NOT NULL,
+            store TEXT NOT NULL DEFAULT '');
+        CREATE TABLE IF NOT EXISTS storage (
+            id TEXT PRIMARY KEY, for_volume TEXT NOT NULL UNIQUE, location TEXT NOT NULL,
+            max_bytes INTEGER NOT NULL, policy TEXT NOT NULL);
+        PRAGMA user_version = 2;
         """
+    /// Version 1 had no shadow storage and no store per copy.
+    private static let fromVersion1 = "ALTER TABLE snapshots ADD COLUMN store TEXT NOT NULL DEFAULT '';"
+
 
     /// Opens the catalog at `path` (absolute), making its directory (mode 0700) and tables when
     /// missing.
@@ -54,10 +61,11 @@ public final class Catalog: Sendable {
         do {
             try Catalog.connect(path) { db throws(SQLiteDatabase.Failure) in
                 let version = try db.run("PRAGMA user_version").first?.first?.integer ?? 0
-                guard version <= 1 else {
+                guard version <= 2 else {
                     throw SQLiteDatabase.Failure(operation: "open", code: 0,
                                                  message: "schema version \(version) is newer than this shadowcopyd knows")
                 }
+                if version == 1 { try db.execute(Catalog.fromVersion1) }
                 try db.execute(Catalog.schema)
             }
         } catch {
@@ -99,6 +107,22 @@ public final class Catalog: Sendable {
     public struct Contents: Sendable {
         public var sets: [SnapshotSetRecord] = []
         public var snapshots: [SnapshotRecord] = []
+        public var storage: [ShadowStorageRecord] = []
+    }
+
+    /// Writes one shadow storage area, replacing what was there.
+    public func save(storage area: ShadowStorageRecord) throws(ShadowCopyError) {
+        try write(durable: true) { db throws(SQLiteDatabase.Failure) in
+            try db.run("INSERT OR REPLACE INTO storage VALUES (?, ?, ?, ?, ?)", [
+                .text(area.id.hex), .text(area.forVolume), .text(area.location),
+                .integer(Int64(clamping: area.maxBytes)), .text(area.policy.rawValue),
+            ])
+        }
+    }
+
+    /// Removes one shadow storage area.
+    public func forget(storage id: Identifier) throws(ShadowCopyError) {
+        try write { db throws(SQLiteDatabase.Failure) in try db.run("DELETE FROM storage WHERE id = ?", [.text(id.hex)]) }
     }
 
     /// Writes `set` and `snapshots` (all of the set's) in one transaction, replacing what was there.
@@ -159,7 +183,14 @@ public final class Catalog: Sendable {
                 for row in try db.run("SELECT * FROM sets") {
                     if let set = Catalog.set(row) { contents.sets.append(set) } else { unreadable.append("set \(row.first?.text ?? "?")") }
                 }
-                for row in try db.run("SELECT * FROM snapshots") {
+                for row in try db.run("SELECT id, for_volume, location, max_bytes, policy FROM storage") {
+                    if let area = Catalog.storage(row) { contents.storage.append(area) }
+                    else { unreadable.append("shadow storage \(row.first?.text ?? "?")") }
+                }
+                for row in try db.run("""
+                    SELECT id, set_id, original_volume, provider, state, device, location, copy_consistency,
+                           exposed_path, creation_ns, attributes, store FROM snapshots
+                    """) {
                     if let snapshot = Catalog.snapshot(row) { contents.snapshots.append(snapshot) }
                     else { unreadable.append("snapshot \(row.first?.text ?? "?")") }
                 }
@@ -184,11 +215,15 @@ public final class Catalog: Sendable {
     }
 
     private func insert(_ s: SnapshotRecord, _ db: SQLiteDatabase) throws(SQLiteDatabase.Failure) {
-        try db.run("INSERT INTO snapshots VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", [
+        try db.run("""
+            INSERT INTO snapshots (id, set_id, original_volume, provider, state, device, location, copy_consistency,
+                                   exposed_path, creation_ns, attributes, store)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            """, [
             .text(s.id.hex), .text(s.set.hex), .text(s.originalVolume), .text(s.provider), .text(s.state.rawValue),
             .text(s.copy?.device ?? ""), .text(s.copy?.location ?? ""),
             .text(s.copy?.consistency.rawValue ?? Consistency.crash.rawValue), .text(s.exposedPath),
-            .integer(Int64(s.creationNs)), .text(s.attributes.joined(separator: ",")),
+            .integer(Int64(s.creationNs)), .text(s.attributes.joined(separator: ",")), .text(s.copy?.store ?? ""),
         ])
     }
 
@@ -209,18 +244,30 @@ public final class Catalog: Sendable {
     }
 
     private static func snapshot(_ row: [SQLiteDatabase.Value]) -> SnapshotRecord? {
-        guard row.count == 11, let id = row[0].text.flatMap(Identifier.init), let set = row[1].text.flatMap(Identifier.init),
+        guard row.count == 12, let id = row[0].text.flatMap(Identifier.init), let set = row[1].text.flatMap(Identifier.init),
             let volume = row[2].text, let provider = row[3].text, let state = row[4].text.flatMap(SnapshotRecord.State.init),
             let device = row[5].text, let location = row[6].text,
             let consistency = row[7].text.flatMap(Consistency.init), let exposed = row[8].text,
-            let created = row[9].integer.flatMap(UInt64.init(exactly:)), let attributes = row[10].text
+            let created = row[9].integer.flatMap(UInt64.init(exactly:)), let attributes = row[10].text,
+            let store = row[11].text
         else { return nil }
         var snapshot = SnapshotRecord(id: id, set: set, originalVolume: volume, provider: provider)
         snapshot.state = state
-        if state != .pending { snapshot.copy = CommittedCopy(device: device, location: location, consistency: consistency) }
+        // An invalid copy that was cleaned up has nothing left to point at.
+        if state != .pending, !(state == .invalid && device.isEmpty && location.isEmpty && store.isEmpty) {
+            snapshot.copy = CommittedCopy(device: device, location: location, consistency: consistency, store: store)
+        }
         snapshot.exposedPath = exposed
         snapshot.creationNs = created
         snapshot.attributes = attributes.isEmpty ? [] : attributes.split(separator: ",").map(String.init)
         return snapshot
+    }
+
+    private static func storage(_ row: [SQLiteDatabase.Value]) -> ShadowStorageRecord? {
+        guard row.count == 5, let id = row[0].text.flatMap(Identifier.init), let volume = row[1].text,
+            let location = row[2].text, let max = row[3].integer.flatMap(UInt64.init(exactly:)),
+            let policy = row[4].text.flatMap(OverflowPolicy.init)
+        else { return nil }
+        return ShadowStorageRecord(id: id, forVolume: volume, location: location, maxBytes: max, policy: policy)
     }
 }

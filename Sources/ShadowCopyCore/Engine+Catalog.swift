@@ -10,8 +10,11 @@ extension SnapshotEngine {
     /// mounted are all dropped; what survives is back on the bus.
     public func restoreFromCatalog() async throws(ShadowCopyError) -> [String] {
         var fixes: [String] = []
-        for provider in providers { fixes += await provider.recover().map { "\(provider.info.name): \($0)" } }
         let (contents, unreadable) = try catalog.load()
+        for case let provider as any DiffAreaProvider in providers {
+            for area in contents.storage { provider.remember(location: area.location) }
+        }
+        for provider in providers { fixes += await provider.recover().map { "\(provider.info.name): \($0)" } }
         fixes += unreadable.map { "ignored an unreadable catalog row (\($0))" }
         let mounted = Mounts.mountPoints()
         var kept: [SnapshotRecord] = []
@@ -65,7 +68,9 @@ extension SnapshotEngine {
         state.withLock { s in
             for set in sets { s.sets[set.id] = set }
             for snapshot in kept { s.snapshots[snapshot.id] = snapshot }
+            for area in contents.storage { s.storage[area.id] = area }
         }
+        for area in contents.storage { observer.storageAdded(area.id) }
         for set in sets { observer.setAdded(set.id) }
         for snapshot in kept { observer.snapshotAdded(snapshot.id) }
         logger.info("catalog loaded", metadata: [

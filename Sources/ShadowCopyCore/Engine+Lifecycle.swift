@@ -128,7 +128,7 @@ extension SnapshotEngine {
         for record in records { await removeSnapshot(record, deleteCopy: deleteCopies) }
     }
 
-    private func removeSnapshot(_ record: SnapshotRecord, deleteCopy: Bool) async {
+    func removeSnapshot(_ record: SnapshotRecord, deleteCopy: Bool) async {
         if !record.exposedPath.isEmpty { unmount(record.exposedPath) }
         if deleteCopy, record.copy != nil, let provider = providers.first(where: { $0.info.name == record.provider }) {
             do {

@@ -64,6 +64,7 @@ extension SnapshotEngine {
             guard let provider = used.first(where: { $0.info.name == snapshot.provider }) else {
                 throw ShadowCopyError(.notFound, "provider \(snapshot.provider) of \(snapshot.originalVolume) is gone")
             }
+            if let diff = provider as? any DiffAreaProvider { try await planStorage(snapshot, provider: diff) }
             try await provider.beginPrepare(set: id, snapshot: snapshot.id, volume: snapshot.originalVolume)
         }
         for provider in used { try await provider.endPrepare(set: id) }

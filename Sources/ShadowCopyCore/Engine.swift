@@ -20,6 +20,8 @@ public enum Broadcast: Sendable, Equatable {
     case freeze(set: Identifier, volumes: [String])
     case thaw(set: Identifier)
     case done(set: Identifier, ok: Bool, error: String)
+    /// A copy was lost (its store overflowed) or deleted to make room for others.
+    case invalidated(snapshot: Identifier, reason: String)
 }
 
 /// What the service layer mirrors on the bus: objects to add, change and remove, and signals.
@@ -33,6 +35,9 @@ public protocol EngineObserver: Sendable {
     func jobAdded(_ job: Job)
     func jobChanged(_ job: Job)
     func writerChanged(_ id: Identifier)
+    func storageAdded(_ id: Identifier)
+    func storageChanged(_ id: Identifier)
+    func storageRemoved(_ id: Identifier)
     func broadcast(_ signal: Broadcast)
 }
 
@@ -50,6 +55,8 @@ public final class SnapshotEngine: Sendable {
         var creating: Identifier?
         var slotWaiters: [UInt64: CheckedContinuation<Bool, Never>] = [:]
         var nextSlotWaiter: UInt64 = 1
+        /// Shadow storage areas, by id.
+        var storage: [Identifier: ShadowStorageRecord] = [:]
     }
 
     let state = Mutex(State())

@@ -23,11 +23,15 @@ public struct CommittedCopy: Sendable, Equatable {
     /// Consistency the provider gives by itself: `filesystem` when it quiesced or copied the
     /// filesystem atomically, `crash` when it copied blocks of a live filesystem.
     public var consistency: Consistency
+    /// What keeps the copy's preserved data, for the provider to find it again after a
+    /// restart or a reboot (a dm-snapshot store file); empty when there is nothing to find.
+    public var store: String
 
-    public init(device: String, location: String, consistency: Consistency) {
+    public init(device: String, location: String, consistency: Consistency, store: String = "") {
         self.device = device
         self.location = location
         self.consistency = consistency
+        self.store = store
     }
 }
 

@@ -19,6 +19,8 @@ public struct CoordinatorSettings: Sendable, Equatable {
     public var idleSetTimeoutMs: UInt32 = 600_000
     /// Where snapshots are exposed; `Expose` never mounts outside it.
     public var exposeRoot: String = "/run/shadowcopy"
+    /// How often the stores of device-mapper copies are checked, to grow them before they fill.
+    public var storageWatchMs: UInt32 = 1000
 
     public init() {}
 }

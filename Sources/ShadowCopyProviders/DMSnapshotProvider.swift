@@ -28,7 +28,11 @@ public final class DMSnapshotProvider: SnapshotProvider {
         var copyName: String { DMSnapshotProvider.copyName(snapshot) }
     }
 
-    private let storageDirectory: String
+    let storageDirectory: String
+    /// Where each copy's store goes and how large it may start, from the coordinator.
+    let plans = Mutex<[Identifier: StoragePlan]>([:])
+    /// Every location a store may be in, for a copy whose device is already gone.
+    let locations = Mutex<Set<String>>([])
     private let sets = Mutex<[Identifier: [Prepared]]>([:])
     /// The copies a set's commit made, until postCommit hands them over (or abort deletes them).
     private let madeCopies = Mutex<[Identifier: Set<Identifier>]>([:])
@@ -107,20 +111,16 @@ public final class DMSnapshotProvider: SnapshotProvider {
     public func beginPrepare(set: Identifier, snapshot: Identifier, volume: String) async throws(ShadowCopyError) {
         let origin = String(volume.dropFirst("/dev/mapper/".count))
         do {
-            guard let info = try DeviceMapper.info(origin) else { throw ShadowCopyError.notFound("\(volume) is gone") }
+            guard try DeviceMapper.info(origin) != nil else { throw ShadowCopyError.notFound("\(volume) is gone") }
             let sectors = try DeviceMapper.table(origin).reduce(0) { $0 + $1.length }
-            // The store must not live on what is being copied: its writes would land in the copy.
-            var storage = stat()
-            if mkdir(storageDirectory, 0o700) != 0, errno != EEXIST {
+            let plan = plans.withLock { $0.removeValue(forKey: snapshot) }
+                ?? StoragePlan(location: storageDirectory, budget: .max)
+            if plan.location == storageDirectory, mkdir(storageDirectory, 0o700) != 0, errno != EEXIST {
                 throw ShadowCopyError.failed("cannot make the shadow storage directory \(storageDirectory): \(String(cString: strerror(errno)))")
             }
-            guard stat(storageDirectory, &storage) == 0 else { throw ShadowCopyError.failed("cannot read \(storageDirectory)") }
-            if DMSnapshotProvider.number(UInt64(storage.st_dev)) == info.deviceNumber {
-                throw ShadowCopyError(.volumeNotSupported, "the shadow storage \(storageDirectory) is on \(volume) itself")
-            }
-            // VSS's default diff area: a tenth of the volume, at least 16 MiB (it is sparse).
-            let bytes = max(sectors * 512 / 10, 16 << 20)
-            let store = storageDirectory + "/" + snapshot.hex + ".cow"
+            try checkStorageLocation(plan.location, for: volume)
+            let bytes = min(try initialStoreSize(for: volume), plan.budget)
+            let store = plan.location + "/" + snapshot.hex + ".cow"
             let fd = open(store, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0o600)
             guard fd >= 0 else { throw ShadowCopyError.failed("cannot make \(store): \(String(cString: strerror(errno)))") }
             let sized = ftruncate(fd, off_t(bytes))
@@ -204,7 +204,10 @@ public final class DMSnapshotProvider: SnapshotProvider {
         let items = sets.withLock { $0.removeValue(forKey: set) ?? [] }
         madeCopies.withLock { $0[set] = nil }
         var copies: [Identifier: CommittedCopy] = [:]
-        for item in items { copies[item.snapshot] = CommittedCopy(device: "/dev/mapper/" + item.copyName, location: "", consistency: .filesystem) }
+        for item in items {
+            copies[item.snapshot] = CommittedCopy(device: "/dev/mapper/" + item.copyName, location: "", consistency: .filesystem,
+                                                  store: item.store)
+        }
         return copies
     }
 
@@ -233,10 +236,15 @@ public final class DMSnapshotProvider: SnapshotProvider {
         let origin = String(volume.dropFirst("/dev/mapper/".count))
         let real = DMSnapshotProvider.realName(origin)
         do {
-            if try DeviceMapper.info(DMSnapshotProvider.copyName(snapshot)) != nil {
-                try DeviceMapper.remove(DMSnapshotProvider.copyName(snapshot))
+            let copy = DMSnapshotProvider.copyName(snapshot)
+            var stores = ([storageDirectory] + locations.withLock { Array($0) }).map { $0 + "/" + snapshot.hex + ".cow" }
+            if try DeviceMapper.info(copy) != nil {
+                if let cow = try DMSnapshotProvider.cowDevice(of: copy), let backing = DeviceMapper.LoopDevice.backing(of: cow) {
+                    stores = [backing.file]
+                }
+                try DeviceMapper.remove(copy)
             }
-            unlink(storageDirectory + "/" + snapshot.hex + ".cow")
+            for store in stores { unlink(store) }
             _ = try DMSnapshotProvider.dropRealIfUnused(origin: origin, real: real)
         } catch let error as ShadowCopyError {
             throw error

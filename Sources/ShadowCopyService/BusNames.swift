@@ -21,6 +21,10 @@ public enum ShadowCopyBus {
     public static func snapshotPath(_ id: Identifier) -> ObjectPath {
         ObjectPath("/org/shadowcopy/ShadowCopy1/snapshots/" + id.hex)!
     }
+    /// The object path of shadow storage area `id`.
+    public static func storagePath(_ id: Identifier) -> ObjectPath {
+        ObjectPath("/org/shadowcopy/ShadowCopy1/storage/" + id.hex)!
+    }
     /// The object path of job `number`.
     public static func jobPath(_ number: UInt64) -> ObjectPath { ObjectPath("/org/shadowcopy/ShadowCopy1/jobs/\(number)")! }
     /// The object path of provider `name`.

@@ -59,15 +59,18 @@ struct CoordinatorAdapter: Sendable {
                 }
             }
 
-            // Shadow storage arrives with the device-mapper providers. Who may manage it is
-            // decided already, so the answer never tells a stranger more than a refusal.
+            // Authorized before the volume is looked at: a stranger learns nothing from the answer.
             i.method("AddShadowStorage") { call in
-                let options = try Options(call[3], accepted: [:], method: "AddShadowStorage")
-                try await server.authorizer.check(call, .manageStorage, details: [
-                    "volume": call[0].string ?? "", "location": call[1].string ?? "",
-                ], options: options)
-                throw ShadowCopyError.notSupported(
-                    "AddShadowStorage is not supported by shadowcopyd \(shadowCopyVersion): shadow storage arrives with the device-mapper providers")
+                let options = try Options(call[3], accepted: ["policy": "s"], method: "AddShadowStorage")
+                let policy = try options.choice("policy", as: OverflowPolicy.self) ?? .deleteOldest
+                let (volume, location) = (call[0].string ?? "", call[1].string ?? "")
+                try await server.authorizer.check(call, .manageStorage, details: ["volume": volume, "location": location],
+                                                  options: options)
+                let (provider, canonical) = try await engine.provider(for: volume)
+                let id = try engine.addStorage(forVolume: canonical, provider: provider, location: location,
+                                               maxBytes: call[2].uint64 ?? 0,
+                                               policy: policy)
+                return [.objectPath(ShadowCopyBus.storagePath(id))]
             }
         }
     }

@@ -51,7 +51,7 @@ final class BusMirror: EngineObserver {
 
     func snapshotChanged(_ id: Identifier) {
         objects.propertiesChanged(ShadowCopyBus.snapshotPath(id), ShadowCopySpecs.snapshot.name,
-                                  ["Device", "Attributes", "State", "ExposedPath"])
+                                  ["Device", "Attributes", "State", "ExposedPath", "StorageSize"])
     }
 
     func snapshotRemoved(_ id: Identifier) { objects.unexport(ShadowCopyBus.snapshotPath(id)) }
@@ -73,6 +73,18 @@ final class BusMirror: EngineObserver {
         ])
     }
 
+    func storageAdded(_ id: Identifier) {
+        guard let engine else { return }
+        export(ShadowCopyBus.storagePath(id), ShadowStorageAdapter.interface(id, engine: engine, authorizer: authorizer))
+    }
+
+    func storageChanged(_ id: Identifier) {
+        objects.propertiesChanged(ShadowCopyBus.storagePath(id), ShadowCopySpecs.shadowStorage.name,
+                                  ["Allocated", "MaxSize", "Policy"])
+    }
+
+    func storageRemoved(_ id: Identifier) { objects.unexport(ShadowCopyBus.storagePath(id)) }
+
     func writerChanged(_ id: Identifier) {
         objects.propertiesChanged(ShadowCopyBus.writerPath(id), ShadowCopySpecs.registeredWriter.name, ["State", "LastError"])
     }
@@ -88,6 +100,8 @@ final class BusMirror: EngineObserver {
             (member, arguments) = ("Thaw", [.objectPath(ShadowCopyBus.setPath(set))])
         case .done(let set, let ok, let error):
             (member, arguments) = ("SnapshotSetDone", [.objectPath(ShadowCopyBus.setPath(set)), .bool(ok), .string(error)])
+        case .invalidated(let snapshot, let reason):
+            (member, arguments) = ("SnapshotInvalidated", [.objectPath(ShadowCopyBus.snapshotPath(snapshot)), .string(reason)])
         }
         objects.emit(ShadowCopySpecs.coordinator, member, from: ShadowCopyBus.root, arguments)
     }

@@ -16,6 +16,7 @@ public final class ShadowCopyServer: Sendable {
     let logger: Logger
     private let ownerWatch = Mutex<Task<Void, Never>?>(nil)
     private let idleWatch = Mutex<Task<Void, Never>?>(nil)
+    private let storageWatch = Mutex<Task<Void, Never>?>(nil)
 
     /// Asks polkit before anything changes.
     let authorizer: Authorizer
@@ -52,6 +53,7 @@ public final class ShadowCopyServer: Sendable {
         _ = try await engine.restoreFromCatalog()
         try await followDisconnects()
         idleWatch.withLock { $0 = Task { [engine] in await engine.watchIdleSets() } }
+        storageWatch.withLock { $0 = Task { [engine] in await engine.watchStorage() } }
         let reply = try await connection.requestName(ShadowCopyBus.name, flags: [.doNotQueue])
         guard reply == .primaryOwner || reply == .alreadyOwner else {
             let owner = (try? await connection.nameOwner(ShadowCopyBus.name))?.rawValue ?? "another process"
@@ -72,6 +74,7 @@ public final class ShadowCopyServer: Sendable {
     public func stop() {
         ownerWatch.withLock { $0?.cancel() }
         idleWatch.withLock { $0?.cancel() }
+        storageWatch.withLock { $0?.cancel() }
     }
 
     /// One subscription to every name that leaves the bus, rather than one per writer owner:

@@ -16,9 +16,9 @@ enum SnapshotAdapter {
             i.property("CreationTime", get: { .uint64(record()?.creationTime ?? 0) })
             i.property("State", get: { .string(record()?.state.rawValue ?? "deleted") })
             i.property("ExposedPath", get: { .string(record()?.exposedPath ?? "") })
-            // btrfs copies share extents with their origin; dm providers report COW use.
-            i.property("StorageUsed", get: { .uint64(0) })
-            i.property("StorageSize", get: { .uint64(0) })
+            // btrfs copies share extents with their origin: only dm copies have a store.
+            i.property("StorageUsed", get: { .uint64(engine.storageUse(of: id)?.used ?? 0) })
+            i.property("StorageSize", get: { .uint64(engine.storageUse(of: id)?.size ?? 0) })
 
             /// Ownership first (a stranger is refused without a polkit prompt), then polkit.
             @Sendable func authorize(_ call: MethodCall, _ action: Action, _ options: Options) async throws -> Caller {

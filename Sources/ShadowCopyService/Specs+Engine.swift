@@ -59,8 +59,24 @@ extension ShadowCopySpecs {
             PropertySpec("CreationTime", "t", changeSignal: .const),
             PropertySpec("State", "s"),
             PropertySpec("ExposedPath", "s"),
-            PropertySpec("StorageUsed", "t"),
+            PropertySpec("StorageUsed", "t", changeSignal: .never),
             PropertySpec("StorageSize", "t"),
+        ])
+
+    /// `org.shadowcopy.ShadowCopy1.ShadowStorage`, on `storage/<id>`.
+    public static let shadowStorage = InterfaceSpec(
+        "org.shadowcopy.ShadowCopy1.ShadowStorage",
+        methods: [
+            MethodSpec("Resize", in: [a("max_bytes", "t"), options]),
+            MethodSpec("Delete", in: [options]),
+        ],
+        properties: [
+            PropertySpec("ForVolume", "s", changeSignal: .const),
+            PropertySpec("Location", "s", changeSignal: .const),
+            PropertySpec("Used", "t", changeSignal: .never),
+            PropertySpec("Allocated", "t"),
+            PropertySpec("MaxSize", "t"),
+            PropertySpec("Policy", "s"),
         ])
 
     /// `org.shadowcopy.ShadowCopy1.Job`, on `jobs/<n>`.

@@ -25,13 +25,16 @@ struct Add: AsyncParsableCommand {
 
     @Argument(help: "shadowstorage") var what: What
     @Option(name: .customLong("for"), help: "The volume the storage serves.") var volume: String
-    @Option(help: "A block device, or a directory on another filesystem.") var on: String
-    @Option(help: "The most it may grow to, in bytes (default: unbounded).") var maxsize: UInt64 = 0
+    @Option(help: "A directory on another filesystem: each copy's store is a sparse file there.") var on: String
+    @Option(help: "The most all the volume's stores may take, in bytes (default: unbounded).") var maxsize: UInt64 = 0
+    @Option(help: "Past --maxsize: delete-oldest (the oldest copies go, the default) or invalidate (the copy that fills is lost).")
+    var policy: String?
     @OptionGroup var global: GlobalOptions
 
     func run() async throws {
         try await global.run { client in
-            let path = try await client.coordinator("AddShadowStorage", [.string(volume), .string(on), .uint64(maxsize), .vardict([])])
+            let options: [(String, Value)] = policy.map { [("policy", .string($0))] } ?? []
+            let path = try await client.coordinator("AddShadowStorage", [.string(volume), .string(on), .uint64(maxsize), .vardict(options)])
             if global.json { print(Output.json(["storage": path.first.map(Output.plain) ?? NSNull()])) } else { print("Shadow storage added.") }
         }
     }

@@ -32,6 +32,8 @@ enum ShadowCopyDaemon {
                                   files (default /var/lib/shadowcopy/storage).
           --hold-writes-timeout-ms <ms>
                                   Hold writes on a set's volumes at most this long (default 10000).
+          --storage-watch-ms <ms> Check device-mapper copies' stores this often, to grow them
+                                  before they fill (default 1000).
           --version               Show the version.
           -h, --help              Show help information.
 
@@ -84,6 +86,11 @@ enum ShadowCopyDaemon {
                     return usageError("--hold-writes-timeout-ms needs a number of milliseconds above 0")
                 }
                 options.settings.holdWritesTimeoutMs = value
+            case "--storage-watch-ms":
+                guard let value = rest.popFirst().flatMap({ UInt32($0) }), value >= 10 else {
+                    return usageError("--storage-watch-ms needs a number of milliseconds, at least 10")
+                }
+                options.settings.storageWatchMs = value
             case "--expose-root":
                 guard let value = rest.popFirst(), value.hasPrefix("/"), value.count > 1 else {
                     return usageError("--expose-root needs an absolute path")

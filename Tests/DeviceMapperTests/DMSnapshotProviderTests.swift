@@ -20,9 +20,9 @@ struct DMSnapshotProviderTests {
         let name: String
         let mountPoint: String
 
-        init(filesystem: String = "ext4") throws {
+        init(filesystem: String = "ext4", sizeMiB: Int = 64) throws {
             // XFS will not make a filesystem under 300 MiB; the image is sparse either way.
-            loop = try DeviceMapperKernelTests.Loop(sizeMiB: filesystem == "xfs" ? 320 : 64)
+            loop = try DeviceMapperKernelTests.Loop(sizeMiB: filesystem == "xfs" ? max(sizeMiB, 320) : sizeMiB)
             name = "sctest-vol-\(UInt32.random(in: 0...UInt32.max))"
             mountPoint = "/tmp/shadowcopy-test-dmvol-\(name)"
             try DeviceMapper.create(name, uuid: "TEST-" + name, table: [

@@ -173,7 +173,7 @@ struct SecurityTests {
             }
             #expect(try storage("plain").error == Self.iar)
             #expect(try storage("denied").error == Self.notAuthorized)
-            #expect(try storage("granted").error == notSupported, "authorized, then told it is not there yet")
+            #expect(try storage("granted").error == notSupported, "authorized, then told btrfs copies keep no shadow storage")
 
             let (set, snapshot) = try w.makeCopy(as: "limited")
             #expect(try w.call("limited", snapshot, Self.snapshotInterface, "Revert", "a{sv}", "[{}]").error == Self.iar)

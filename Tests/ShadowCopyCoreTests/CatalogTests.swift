@@ -2,6 +2,7 @@
 import Glibc
 #endif
 @testable import ShadowCopyCore
+import SQLite
 import Testing
 
 @Suite("Catalog (SQLite, a file per test)")
@@ -33,7 +34,7 @@ struct CatalogUnitTests {
             var set = Self.set(persistent: true)
             var made = SnapshotRecord(id: Identifier(), set: set.id, originalVolume: "/srv/it's here", provider: "btrfs")
             made.state = .created
-            made.copy = CommittedCopy(device: "", location: "/srv/.shadowcopy/x", consistency: .filesystem)
+            made.copy = CommittedCopy(device: "", location: "/srv/.shadowcopy/x", consistency: .filesystem, store: "/var/x.cow")
             made.exposedPath = "/run/shadowcopy/x"
             made.creationNs = 1_700_000_001_123_456_789
             made.attributes = ["persistent", "auto-release", "backup"]
@@ -79,6 +80,57 @@ struct CatalogUnitTests {
             var info = stat()
             #expect(stat(directory + "/state", &info) == 0 && info.st_mode & 0o777 == 0o700)
             for name in ["catalog.db", "catalog.db-wal", "catalog.db-shm"] { unlink(directory + "/state/" + name) }
+        }
+    }
+
+    @Test func keepsShadowStorageAreas() throws {
+        try Self.withCatalog { catalog, _ in
+            let area = ShadowStorageRecord(id: Identifier(), forVolume: "/dev/mapper/data", location: "/var/lib/sc area",
+                                           maxBytes: 1 << 40, policy: .invalidate)
+            try catalog.save(storage: area)
+            var resized = area
+            resized.maxBytes = 0
+            try catalog.save(storage: resized)
+            #expect(try catalog.load().0.storage == [resized])
+            try catalog.forget(storage: area.id)
+            #expect(try catalog.load().0.storage.isEmpty)
+        }
+    }
+
+    @Test func aVersion1CatalogGainsStoresAndShadowStorage() throws {
+        try Self.withCatalog { _, directory in
+            let path = directory + "/old.db"
+            defer { for suffix in ["", "-wal", "-shm"] { unlink(path + suffix) } }
+            // The schema shadowcopyd 0.1.0 wrote before shadow storage existed.
+            let old = """
+                PRAGMA journal_mode = WAL;
+                CREATE TABLE sets (id TEXT PRIMARY KEY, requester TEXT NOT NULL, requester_uid INTEGER NOT NULL,
+                    context TEXT NOT NULL, backup_type TEXT NOT NULL, persistent INTEGER NOT NULL,
+                    auto_release INTEGER NOT NULL, description TEXT NOT NULL, state TEXT NOT NULL,
+                    creation_time INTEGER NOT NULL, consistency TEXT);
+                CREATE TABLE snapshots (id TEXT PRIMARY KEY, set_id TEXT NOT NULL REFERENCES sets(id) ON DELETE CASCADE,
+                    original_volume TEXT NOT NULL, provider TEXT NOT NULL, state TEXT NOT NULL,
+                    device TEXT NOT NULL, location TEXT NOT NULL, copy_consistency TEXT NOT NULL,
+                    exposed_path TEXT NOT NULL, creation_ns INTEGER NOT NULL, attributes TEXT NOT NULL);
+                INSERT INTO sets VALUES ('\(Identifier().hex)', ':1.1', 0, 'backup', 'full', 1, 0, '', 'completed', 1, 'crash');
+                PRAGMA user_version = 1;
+                """
+            let setID = try #require(old.firstMatch(of: /VALUES \('([0-9a-f]{32})'/)?.1)
+            let snapshotID = Identifier()
+            let withSnapshot = old.replacing("PRAGMA user_version = 1;", with: """
+                INSERT INTO snapshots VALUES ('\(snapshotID.hex)', '\(setID)', '/dev/mapper/data', 'dm-snapshot', 'created',
+                    '/dev/mapper/sc-x', '', 'filesystem', '', 5, '');
+                PRAGMA user_version = 1;
+                """)
+            try SQLiteDatabase(path: path).execute(withSnapshot)
+            let catalog = try Catalog(path: path)
+            let (contents, unreadable) = try catalog.load()
+            #expect(unreadable.isEmpty)
+            #expect(contents.snapshots.map(\.id) == [snapshotID])
+            #expect(contents.snapshots.first?.copy?.store == "")
+            try catalog.save(storage: ShadowStorageRecord(id: Identifier(), forVolume: "/dev/mapper/data", location: "/x",
+                                                          maxBytes: 0, policy: .deleteOldest))
+            #expect(try catalog.load().0.storage.count == 1)
         }
     }
 }

@@ -1,0 +1,80 @@
+/// What happens when a volume's copies need more shadow storage than its maximum allows.
+public enum OverflowPolicy: String, Sendable, CaseIterable {
+    /// The oldest copies of the volume are deleted to make room (VSS's behaviour).
+    case deleteOldest = "delete-oldest"
+    /// Nothing is deleted: the copy that fills its store is invalidated by the kernel, and
+    /// reported.
+    case invalidate
+}
+
+/// A shadow storage area (the VSS diff area): where the copies of one volume keep the data
+/// they preserve; `storage/<id>` on the bus.
+public struct ShadowStorageRecord: Sendable, Equatable {
+    public let id: Identifier
+    /// The volume whose copies it holds (canonical name).
+    public let forVolume: String
+    /// A directory on another filesystem; each copy's store is a sparse file in it.
+    public let location: String
+    /// Most bytes all the volume's stores together may take; 0 is unbounded.
+    public var maxBytes: UInt64
+    public var policy: OverflowPolicy
+
+    public init(id: Identifier, forVolume: String, location: String, maxBytes: UInt64, policy: OverflowPolicy) {
+        self.id = id
+        self.forVolume = forVolume
+        self.location = location
+        self.maxBytes = maxBytes
+        self.policy = policy
+    }
+}
+
+/// How much of its store one copy uses, as its provider reads it from the kernel.
+public struct StorageUse: Sendable, Equatable {
+    /// Bytes of the store holding preserved data and metadata.
+    public var used: UInt64
+    /// Bytes the store has.
+    public var size: UInt64
+    /// The kernel gave the copy up (its store overflowed, or failed).
+    public var invalid: Bool
+
+    public init(used: UInt64, size: UInt64, invalid: Bool) {
+        self.used = used
+        self.size = size
+        self.invalid = invalid
+    }
+}
+
+/// Where a new copy's store goes and how large it may start.
+public struct StoragePlan: Sendable, Equatable {
+    /// The directory of the store file.
+    public var location: String
+    /// The most the store may start with, within the area's maximum.
+    public var budget: UInt64
+
+    public init(location: String, budget: UInt64) {
+        self.location = location
+        self.budget = budget
+    }
+}
+
+/// A provider whose copies keep what they preserve in shadow storage that the coordinator
+/// manages: it places each store where the coordinator plans, reports its use, and grows it.
+public protocol DiffAreaProvider: SnapshotProvider {
+    /// Where stores go for volumes with no shadow storage of their own.
+    var defaultStorageLocation: String { get }
+    /// The size a new copy's store starts at, for `volume`.
+    func initialStoreSize(for volume: String) throws(ShadowCopyError) -> UInt64
+    /// Throws unless `location` may hold stores of `volume` (canonical).
+    func checkStorageLocation(_ location: String, for volume: String) throws(ShadowCopyError)
+    /// Called before ``SnapshotProvider/beginPrepare(set:snapshot:volume:)`` for each copy.
+    func plan(snapshot: Identifier, _ plan: StoragePlan)
+    /// A location stores may be in (an area from the catalog), for deleting what a daemon
+    /// that died left there.
+    func remember(location: String)
+    /// The copy's store use; nil when the copy has no store (it is gone).
+    func storageUse(of snapshot: Identifier) -> StorageUse?
+    /// The most a store of the copy could ever need (its volume's size and the store's metadata).
+    func storageCeiling(of snapshot: Identifier) -> UInt64?
+    /// Grows the copy's store to `bytes`; the copy keeps running.
+    func growStorage(of snapshot: Identifier, to bytes: UInt64) throws(ShadowCopyError)
+}
