@@ -38,7 +38,8 @@ extension SnapshotEngine {
                 fixes.append("deleted \(what): \(why)")
                 continue
             }
-            if let provider, let copy = snapshot.copy, !provider.exists(snapshot: snapshot.id, copy: copy, volume: snapshot.originalVolume) {
+            // A merging copy's device is gone by design; the merge itself is what remains.
+            if snapshot.state != .merging, let provider, let copy = snapshot.copy, !provider.exists(snapshot: snapshot.id, copy: copy, volume: snapshot.originalVolume) {
                 if !snapshot.exposedPath.isEmpty { unmount(snapshot.exposedPath) }
                 try forget(snapshot.id)
                 fixes.append("dropped \(what): its copy is gone")

@@ -124,7 +124,8 @@ extension SnapshotEngine {
 
     /// Removes every snapshot of set `id`; deletes the copies the providers made.
     func dropSnapshots(of id: Identifier, deleteCopies: Bool) async {
-        let records = state.withLock { s in s.snapshots.values.filter { $0.set == id } }
+        // A copy being merged stays until its merge ends: its store is the merge's source.
+        let records = state.withLock { s in s.snapshots.values.filter { $0.set == id && $0.state != .merging } }
         for record in records { await removeSnapshot(record, deleteCopy: deleteCopies) }
     }
 
@@ -167,6 +168,7 @@ extension SnapshotEngine {
     public func deleteSnapshot(_ id: Identifier, _ caller: Caller) async throws(ShadowCopyError) {
         let record = try owned(id, caller)
         guard record.state != .pending else { throw .badState("the snapshot is not made yet; abort its set instead") }
+        guard record.state != .merging else { throw .badState("the snapshot is being merged into its volume; it goes when the merge ends") }
         await removeSnapshot(record, deleteCopy: true)
     }
 
@@ -182,6 +184,7 @@ extension SnapshotEngine {
         guard volume != nil || set != nil || all else {
             throw .invalidArgs("DeleteSnapshots needs one of volume, set, oldest (with volume) or all")
         }
+        matches.removeAll { $0.state == .merging }
         for record in matches { _ = try owned(record.id, caller) }
         for record in matches { await removeSnapshot(record, deleteCopy: true) }
         return UInt32(matches.count)

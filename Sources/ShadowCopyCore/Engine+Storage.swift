@@ -149,11 +149,12 @@ extension SnapshotEngine {
 
     // MARK: The watch
 
-    /// Checks every copy's store each `storageWatchMs` until cancelled.
+    /// Checks every copy's store, and every merge, each `storageWatchMs` until cancelled.
     public func watchStorage() async {
         while !Task.isCancelled {
             try? await Task.sleep(for: .milliseconds(Int(settings.storageWatchMs)))
             await checkStorage()
+            await checkMerges()
         }
     }
 

@@ -78,3 +78,24 @@ public protocol DiffAreaProvider: SnapshotProvider {
     /// Grows the copy's store to `bytes`; the copy keeps running.
     func growStorage(of snapshot: Identifier, to bytes: UInt64) throws(ShadowCopyError)
 }
+
+/// Where a revert (a merge of a copy back into its volume) stands.
+public enum MergeProgress: Sendable, Equatable {
+    /// Not started: the volume is in use (mounted or open), as `lvconvert --merge` waits.
+    case waiting
+    /// Merging; the fraction done.
+    case merging(Double)
+    /// The volume holds the copy's data again.
+    case done
+    case failed(String)
+}
+
+/// A provider that can put a copy's data back into its volume (VSS's revert).
+public protocol RevertingProvider: SnapshotProvider {
+    /// Starts merging the copy into `volume` when nothing has the volume open; returns false
+    /// when it must wait for that.
+    func startMerge(snapshot: Identifier, volume: String) async throws(ShadowCopyError) -> Bool
+    func mergeProgress(snapshot: Identifier, volume: String) -> MergeProgress
+    /// After ``MergeProgress/done``: the volume gets its own table back, the store goes.
+    func finishMerge(snapshot: Identifier, volume: String) async throws(ShadowCopyError)
+}

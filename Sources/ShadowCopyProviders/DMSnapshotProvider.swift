@@ -265,8 +265,10 @@ public final class DMSnapshotProvider: SnapshotProvider {
             device.name.hasPrefix("sc-")
                 && (try? DeviceMapper.table(device.name).first?.params.hasPrefix(realInfo.deviceNumber + " ")) == true
         }
-        guard !used else { return false }
-        if try DeviceMapper.table(origin).first?.target == "snapshot-origin" {
+        let target = try DeviceMapper.table(origin).first?.target
+        // A merge in progress uses -real too; it gives the origin its table back when it ends.
+        guard !used, target != "snapshot-merge" else { return false }
+        if target == "snapshot-origin" {
             let table = try DeviceMapper.table(real)
             try DeviceMapper.suspend(origin, lockfs: false, flush: true)
             do {

@@ -44,8 +44,9 @@ enum SnapshotAdapter {
                 return [.unixFD(UnixFD(owning: try engine.openDevice(id, caller)))]
             }
             i.method("Revert") { call in
-                _ = try await authorize(call, .revert, try Options.none(call[0], "Revert"))
-                throw ShadowCopyError.notSupported("Revert arrives with the device-mapper providers (snapshot-merge)")
+                let caller = try await authorize(call, .revert, try Options.none(call[0], "Revert"))
+                try await engine.revert(id, caller)
+                return []
             }
             i.method("Delete") { call in
                 let caller = try await authorize(call, .delete, try Options.none(call[0], "Delete"))

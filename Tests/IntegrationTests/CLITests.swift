@@ -214,7 +214,7 @@ struct CLITests {
         }
     }
 
-    @Test func storageAndRevertSayWhatTheDaemonDoesNotDoYet() async throws {
+    @Test func btrfsCopiesHaveNoShadowStorageAndNoRevert() async throws {
         try await LoopVolume.with { volume in
             try await DaemonFixture.with { f in
                 let add = try Self.cli(f.bus, ["add", "shadowstorage", "--for", volume.mountPoint, "--on", "/var/tmp", "--maxsize", "1048576"])
