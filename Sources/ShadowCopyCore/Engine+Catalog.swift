@@ -26,7 +26,7 @@ extension SnapshotEngine {
                 let why = snapshot.state == .pending ? "half made when shadowcopyd stopped" : "not persistent"
                 if let provider {
                     do {
-                        try await provider.delete(snapshot: snapshot.id, volume: snapshot.originalVolume)
+                        try await provider.delete(snapshot: snapshot.id, volume: snapshot.originalVolume, copy: snapshot.copy)
                     } catch {
                         fixes.append("could not delete \(what) (\(why)): \(error.message); kept")
                         kept.append(snapshot)

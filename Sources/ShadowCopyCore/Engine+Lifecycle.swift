@@ -133,7 +133,7 @@ extension SnapshotEngine {
         if !record.exposedPath.isEmpty { unmount(record.exposedPath) }
         if deleteCopy, record.copy != nil, let provider = providers.first(where: { $0.info.name == record.provider }) {
             do {
-                try await provider.delete(snapshot: record.id, volume: record.originalVolume)
+                try await provider.delete(snapshot: record.id, volume: record.originalVolume, copy: record.copy)
             } catch {
                 logger.error("cannot delete copy", metadata: ["snapshot": "\(record.id)", "error": "\(error)"])
             }

@@ -229,7 +229,7 @@ extension SnapshotEngine {
             rmdir(record.exposedPath)
         }
         do {
-            try await provider.delete(snapshot: record.id, volume: record.originalVolume)
+            try await provider.delete(snapshot: record.id, volume: record.originalVolume, copy: record.copy)
         } catch {
             logger.warning("cannot clean up an invalid copy yet", metadata: ["snapshot": "\(record.id)", "error": "\(error)"])
             return

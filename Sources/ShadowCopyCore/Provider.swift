@@ -78,8 +78,9 @@ public protocol SnapshotProvider: Sendable {
 
     /// Whether a committed copy is still there (the catalog is reconciled with this at start).
     func exists(snapshot: Identifier, copy: CommittedCopy, volume: String) -> Bool
-    /// Deletes one committed copy; a copy already gone is not an error.
-    func delete(snapshot: Identifier, volume: String) async throws(ShadowCopyError)
+    /// Deletes one copy (`copy` is nil when it was never reported made: a half-made one); a
+    /// copy already gone is not an error.
+    func delete(snapshot: Identifier, volume: String, copy: CommittedCopy?) async throws(ShadowCopyError)
     /// Mounts the copy read-only, nosuid, nodev, noexec at `path` (an empty directory).
     func expose(snapshot: Identifier, copy: CommittedCopy, at path: String) throws(ShadowCopyError)
     /// At start, before the catalog is reconciled: puts back what a daemon that died left half

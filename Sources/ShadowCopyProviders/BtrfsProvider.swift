@@ -109,7 +109,7 @@ public final class BtrfsProvider: SnapshotProvider {
         (try? Btrfs.isSubvolumeRoot(copy.location)) ?? false
     }
 
-    public func delete(snapshot: Identifier, volume: String) async throws(ShadowCopyError) {
+    public func delete(snapshot: Identifier, volume: String, copy: CommittedCopy?) async throws(ShadowCopyError) {
         do {
             try Btrfs.deleteSubvolume(snapshot.hex, in: volume + "/" + BtrfsProvider.folder)
         } catch where error.errno == ENOENT {

@@ -218,7 +218,7 @@ public final class DMSnapshotProvider: SnapshotProvider {
             item.loop.release()
             // Only what this provider made: a device of that name made by someone else stays.
             if made.contains(item.snapshot) {
-                do { try await delete(snapshot: item.snapshot, volume: "/dev/mapper/" + item.origin) } catch {
+                do { try await delete(snapshot: item.snapshot, volume: "/dev/mapper/" + item.origin, copy: nil) } catch {
                     logger.error("abort: cannot delete a copy", metadata: ["snapshot": "\(item.snapshot)", "error": "\(error)"])
                 }
             } else {
@@ -232,12 +232,14 @@ public final class DMSnapshotProvider: SnapshotProvider {
     }
 
     /// Removes the copy and its store; the origin's last copy gone, the origin gets its own table back.
-    public func delete(snapshot: Identifier, volume: String) async throws(ShadowCopyError) {
+    public func delete(snapshot: Identifier, volume: String, copy: CommittedCopy?) async throws(ShadowCopyError) {
         let origin = String(volume.dropFirst("/dev/mapper/".count))
         let real = DMSnapshotProvider.realName(origin)
+        let known = copy?.store ?? ""
         do {
             let copy = DMSnapshotProvider.copyName(snapshot)
             var stores = ([storageDirectory] + locations.withLock { Array($0) }).map { $0 + "/" + snapshot.hex + ".cow" }
+            if !known.isEmpty { stores = [known] }
             if try DeviceMapper.info(copy) != nil {
                 if let cow = try DMSnapshotProvider.cowDevice(of: copy), let backing = DeviceMapper.LoopDevice.backing(of: cow) {
                     stores = [backing.file]

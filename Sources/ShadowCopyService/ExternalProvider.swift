@@ -103,7 +103,7 @@ final class ExternalProvider: SnapshotProvider {
         return stat(copy.device.isEmpty ? copy.location : copy.device, &info) == 0
     }
 
-    func delete(snapshot: Identifier, volume: String) async throws(ShadowCopyError) {
+    func delete(snapshot: Identifier, volume: String, copy: CommittedCopy?) async throws(ShadowCopyError) {
         try await call("DeleteSnapshot", [.string(snapshot.description)])
     }
 

@@ -50,6 +50,10 @@ struct DaemonService {
             let catalog = try Catalog(path: catalogPath)
             server = ShadowCopyServer(connection: connection, settings: settings,
                                       providers: [BtrfsProvider(logger: logger),
+                                                  // Before dm-snapshot, which could copy thin volumes too, less well.
+                                                  ThinProvider(stateDirectory: String(catalogPath[..<(catalogPath.lastIndex(of: "/") ?? catalogPath.startIndex)]),
+                                                               guardian: freezeGuard, holdLimitMs: settings.holdWritesTimeoutMs,
+                                                               logger: logger),
                                                   DMSnapshotProvider(storageDirectory: storagePath, guardian: freezeGuard,
                                                                      holdLimitMs: settings.holdWritesTimeoutMs, logger: logger)],
                                       catalog: catalog,

@@ -20,11 +20,11 @@ struct RevertTests {
         try await DaemonFixture.with(arguments: S.arguments) { (f: DaemonFixture) async throws in
             let c = try f.client()
             defer { c.close() }
-            let (_, first) = try await S.copy(c, volume)
+            let (_, first) = try await S.copy(c, volume.mountPoint)
             try "v2\n".write(toFile: volume.mountPoint + "/file", atomically: false, encoding: .utf8)
             try "added\n".write(toFile: volume.mountPoint + "/added", atomically: false, encoding: .utf8)
             sync()
-            let (secondSet, second) = try await S.copy(c, volume)
+            let (secondSet, second) = try await S.copy(c, volume.mountPoint)
 
             // Mounted: the merge waits, and the copy cannot be deleted meanwhile.
             _ = try await T.call(c, first, T.snapshotInterface, "Revert")

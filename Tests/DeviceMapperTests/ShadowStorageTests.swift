@@ -44,10 +44,10 @@ struct ShadowStorageTests {
     }
 
     /// A persistent copy of `volume` in a set of its own.
-    static func copy(_ c: Connection, _ volume: T.DMVolume) async throws -> (set: ObjectPath, snapshot: ObjectPath) {
+    static func copy(_ c: Connection, _ mountPoint: String) async throws -> (set: ObjectPath, snapshot: ObjectPath) {
         let set = try #require(try await c.call("org.shadowcopy.ShadowCopy1", root, coordinator, "StartSnapshotSet",
                                                 [.vardict([("context", .string("file-share-backup"))])]).first?.objectPath)
-        let snapshot = try #require(try await T.call(c, set, T.setInterface, "AddVolume", [.string(volume.mountPoint), .vardict([])]).first?.objectPath)
+        let snapshot = try #require(try await T.call(c, set, T.setInterface, "AddVolume", [.string(mountPoint), .vardict([])]).first?.objectPath)
         #expect(try await T.run(c, set, "DoSnapshotSet") == "succeeded")
         return (set, snapshot)
     }
@@ -119,7 +119,7 @@ struct ShadowStorageTests {
             let invalidations = try await Invalidations(c)
             defer { invalidations.stop() }
 
-            let (set, snapshot) = try await Self.copy(c, volume)
+            let (set, snapshot) = try await Self.copy(c, volume.mountPoint)
             #expect(try await Self.number(c, snapshot, T.snapshotInterface, "StorageSize") == UInt64(16 * Self.mib))
             let stores = try FileManager.default.contentsOfDirectory(atPath: location)
             #expect(stores.count == 1 && stores[0].hasSuffix(".cow"), "the store is in the area: \(stores)")
@@ -161,7 +161,7 @@ struct ShadowStorageTests {
             let storage = try await Self.addStorage(c, volume, at: location, maxBytes: UInt64(16 * Self.mib), policy: "invalidate")
             let invalidations = try await Invalidations(c)
             defer { invalidations.stop() }
-            let (set, snapshot) = try await Self.copy(c, volume)
+            let (set, snapshot) = try await Self.copy(c, volume.mountPoint)
             let exposed = try #require(try await T.call(c, snapshot, T.snapshotInterface, "Expose").first?.string)
 
             // Three times the store, as fast as the disk takes it; the area allows no growth.
@@ -200,9 +200,9 @@ struct ShadowStorageTests {
             _ = try await Self.addStorage(c, volume, at: location, maxBytes: UInt64(40 * Self.mib), policy: "delete-oldest")
             let invalidations = try await Invalidations(c)
             defer { invalidations.stop() }
-            let (firstSet, oldest) = try await Self.copy(c, volume)
+            let (firstSet, oldest) = try await Self.copy(c, volume.mountPoint)
             try await Self.write(volume.mountPoint + "/file", mib: 2, byte: 0x22)
-            let (secondSet, newest) = try await Self.copy(c, volume)
+            let (secondSet, newest) = try await Self.copy(c, volume.mountPoint)
 
             // Both copies preserve the next 24 MiB; 40 MiB cannot hold both.
             try await Self.write(volume.mountPoint + "/more", mib: 24, byte: 0x33, pauseMs: 20)
