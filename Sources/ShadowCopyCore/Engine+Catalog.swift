@@ -15,6 +15,16 @@ extension SnapshotEngine {
             for area in contents.storage { provider.remember(location: area.location) }
         }
         for provider in providers { fixes += await provider.recover().map { "\(provider.info.name): \($0)" } }
+        for provider in providers {
+            let lost = contents.snapshots.compactMap { s -> LostCopy? in
+                guard s.provider == provider.info.name, s.state == .created, let copy = s.copy,
+                    contents.sets.first(where: { $0.id == s.set })?.persistent == true,
+                    !provider.exists(snapshot: s.id, copy: copy, volume: s.originalVolume)
+                else { return nil }
+                return LostCopy(snapshot: s.id, volume: s.originalVolume, copy: copy)
+            }
+            if !lost.isEmpty { fixes += await provider.reassemble(lost).map { "\(provider.info.name): \($0)" } }
+        }
         fixes += unreadable.map { "ignored an unreadable catalog row (\($0))" }
         let mounted = Mounts.mountPoints()
         var kept: [SnapshotRecord] = []

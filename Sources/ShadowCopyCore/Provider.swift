@@ -86,11 +86,30 @@ public protocol SnapshotProvider: Sendable {
     /// At start, before the catalog is reconciled: puts back what a daemon that died left half
     /// done in the provider's own domain (a device left suspended, say); returns what it fixed.
     func recover() async -> [String]
+    /// At start, after ``recover()``: makes live again the persistent copies the kernel no
+    /// longer has (the machine rebooted) from what the catalog recorded of them; returns what
+    /// it did, one line per copy. Copies it cannot bring back are left to the reconciliation.
+    func reassemble(_ copies: [LostCopy]) async -> [String]
+}
+
+/// A persistent copy the catalog knows and its provider no longer finds.
+public struct LostCopy: Sendable {
+    public let snapshot: Identifier
+    public let volume: String
+    public let copy: CommittedCopy
+
+    public init(snapshot: Identifier, volume: String, copy: CommittedCopy) {
+        self.snapshot = snapshot
+        self.volume = volume
+        self.copy = copy
+    }
 }
 
 extension SnapshotProvider {
     /// Nothing to recover by default.
     public func recover() async -> [String] { [] }
+    /// Nothing to reassemble by default.
+    public func reassemble(_ copies: [LostCopy]) async -> [String] { [] }
 }
 
 /// Holds writes on volumes from a guard process outside the daemon, so that a daemon killed

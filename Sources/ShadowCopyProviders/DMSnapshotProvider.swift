@@ -37,9 +37,9 @@ public final class DMSnapshotProvider: SnapshotProvider {
     /// The copies a set's commit made, until postCommit hands them over (or abort deletes them).
     private let madeCopies = Mutex<[Identifier: Set<Identifier>]>([:])
     /// Resumes the suspended origins if the daemon dies while it holds them.
-    private let guardian: any WriteHolder
-    private let holdLimitMs: UInt32
-    private let logger: Logger
+    let guardian: any WriteHolder
+    let holdLimitMs: UInt32
+    let logger: Logger
 
     /// Copies' COW stores go to sparse files in `storageDirectory`, which must not be on a copied
     /// volume; origins are never held suspended past `holdLimitMs`, by `guardian` if need be.

@@ -235,6 +235,37 @@ public final class ThinProvider: SnapshotProvider {
         }
     }
 
+    /// After a reboot the thin snapshots are still in their pools: each is activated again
+    /// read-only, from the catalog's `pool:id`.
+    public func reassemble(_ copies: [LostCopy]) async -> [String] {
+        guard DeviceMapper.kernelSupport else { return [] }
+        var done: [String] = []
+        for lost in copies {
+            let store = lost.copy.store
+            let origin = String(lost.volume.dropFirst("/dev/mapper/".count))
+            do {
+                guard let colon = store.lastIndex(of: ":"), let id = UInt32(store[store.index(after: colon)...]) else {
+                    done.append("copy \(lost.snapshot) not brought back: no thin device id recorded")
+                    continue
+                }
+                let pool = String(store[..<colon])
+                guard let poolInfo = try DeviceMapper.info(pool), let thin = try ThinProvider.thinTable(origin) else {
+                    done.append("copy \(lost.snapshot) not brought back: pool \(pool) or volume \(lost.volume) is not active")
+                    continue
+                }
+                let params = ([poolInfo.deviceNumber, "\(id)"] + (thin.extra.isEmpty ? [] : [thin.extra])).joined(separator: " ")
+                try DeviceMapper.create(ThinProvider.copyName(lost.snapshot), uuid: "SHADOWCOPY-SNAP-" + lost.snapshot.hex,
+                                        table: [try DeviceMapper.TableLine(start: 0, length: thin.sectors, target: "thin", params: params)],
+                                        readOnly: true)
+                done.append("brought back copy \(lost.snapshot) of \(lost.volume), thin device \(id) of \(pool)")
+            } catch {
+                done.append("could not bring back copy \(lost.snapshot) of \(lost.volume): \(error)")
+            }
+        }
+        for line in done { logger.notice("dm-thin reassembled", metadata: ["what": "\(line)"]) }
+        return done
+    }
+
     public func expose(snapshot: Identifier, copy: CommittedCopy, at path: String) throws(ShadowCopyError) {
         try ReadOnlyMount.device(copy.device, at: path)
     }
