@@ -71,7 +71,27 @@ extension DeviceMapperSuites {
             try DeviceMapper.list().allSatisfy { !$0.name.hasPrefix("sc-") && !$0.name.hasSuffix("-screal") }
         }
 
-        @Test func aSetOfAnExt4AndAnXFSVolumeWithAWriterHoldsExactlyWhatWasWrittenBeforeFreeze() async throws {
+        /// Rewrites a few 4 MiB files on `mountPoint` without pause, each on disk before the next:
+        /// a load that knows nothing of writers and never stops for a freeze.
+        static func writeLoad(on mountPoint: String) throws -> ChildProcess {
+            try ChildProcess("/bin/sh", ["-c", "i=0; while :; do dd if=/dev/urandom of=\(mountPoint)/load$((i % 4)) bs=1M count=4 conv=fsync 2>/dev/null; i=$((i + 1)); done"])
+        }
+
+        /// Whether the copy's filesystem checks clean. ext4 is checked in place (e2fsck -n); XFS
+        /// keeps metadata in its log across a freeze, so an image of the copy has its log
+        /// replayed by a mount first, as a restore would, and is checked then (xfs_repair -n).
+        static func checksClean(_ device: String, filesystem: String) throws -> Bool {
+            let script = filesystem == "xfs"
+                ? "img=$(mktemp /tmp/shadowcopy-test-xfscheck-XXXXXX); mnt=$(mktemp -d /tmp/shadowcopy-test-xfsmnt-XXXXXX); "
+                    + "dd if=\(device) of=$img bs=4M status=none && mount -o loop,nouuid $img $mnt && umount $mnt && xfs_repair -n $img; "
+                    + "status=$?; umount $mnt 2>/dev/null; rm -rf $img $mnt; exit $status"
+                : "e2fsck -fn \(device)"
+            let check = try Tool.run("/bin/sh", ["-c", script])
+            if check.status != 0 { print("\(filesystem) check of \(device): \(check.stdout)\(check.stderr)") }
+            return check.status == 0
+        }
+
+        @Test func aSetOfAnExt4AndAnXFSVolumeUnderWriteLoadHoldsExactlyWhatTheWriterWroteBeforeFreeze() async throws {
             let first = try DMVolume(), second = try DMVolume(filesystem: "xfs")
             defer { first.remove(); second.remove() }
             try "second volume\n".write(toFile: second.mountPoint + "/note", atomically: false, encoding: .utf8)
@@ -96,8 +116,16 @@ extension DeviceMapperSuites {
                                                                       [.string(volume.mountPoint), .vardict([])]).first?.objectPath))
                 }
                 #expect(try await Self.run(c, set, "PrepareForBackup") == "succeeded")
+                let loads = try [first, second].map { try Self.writeLoad(on: $0.mountPoint) }
+                defer { for load in loads { _ = load.stop(signal: SIGKILL) } }
+                try await Task.sleep(for: .milliseconds(500))
                 #expect(try await Self.run(c, set, "DoSnapshotSet") == "succeeded")
+                for load in loads { _ = load.stop(signal: SIGKILL) }
                 #expect(try await Self.property(c, set, Self.setInterface, "Consistency") == "application")
+                // Frozen by the kernel at the instant of the copy: both filesystems are clean in it.
+                for (snapshot, filesystem) in zip(snapshots, ["ext4", "xfs"]) {
+                    #expect(try Self.checksClean(try await Self.property(c, snapshot, Self.snapshotInterface, "Device"), filesystem: filesystem))
+                }
                 for (snapshot, volume) in zip(snapshots, [first, second]) {
                     #expect(try await Self.property(c, snapshot, Self.snapshotInterface, "Provider") == "dm-snapshot")
                     #expect(try await Self.property(c, snapshot, Self.snapshotInterface, "OriginalVolume") == "/dev/mapper/" + volume.name)
