@@ -28,7 +28,11 @@ bench:
 	$(SWIFT) build -c release --product shadowcopyd
 	$(SWIFT) build -c release --product shadowcopy-writer
 	$(SWIFT) build -c release --product shadowcopy-bench
+	$(SWIFT) build -c release --product shadowcopy
 	./.build/release/shadowcopy-bench
+	@if [ -e /sys/class/misc/device-mapper ]; then ./.build/release/shadowcopy-bench devicemapper; \
+	  else echo "device-mapper benchmarks: in a VM (this kernel has no device-mapper)"; \
+	  ./scripts/vm --memory 3072 -- ./.build/release/shadowcopy-bench devicemapper; fi
 
 # The README's main job: a private bus, the daemon, a writer, what the daemon shows.
 demo:

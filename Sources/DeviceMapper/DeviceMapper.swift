@@ -75,9 +75,12 @@ public enum DeviceMapper {
         return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 
-    /// Whether this kernel offers device-mapper (its control node exists).
+    /// Whether this kernel offers device-mapper (its misc device is registered).
+    ///
+    /// Asked of sysfs, not of /dev/mapper/control: libdevmapper makes that node by itself
+    /// (any dmsetup or lvm run does) even where the kernel has no device-mapper.
     public static var kernelSupport: Bool {
-        access("/dev/mapper/control", F_OK) == 0
+        access("/sys/class/misc/device-mapper", F_OK) == 0
     }
 
     /// A device name libdevmapper and the kernel accept: 1-127 of `A-Za-z0-9._+-`, never a path.

@@ -158,6 +158,7 @@ public final class DMSnapshotProvider: SnapshotProvider {
         // The guard learns of them first: if this process dies from here on, it resumes them.
         try await guardian.watchSuspended(origins, limitMs: holdLimitMs)
         do {
+            let holdStart = ContinuousClock.now
             for origin in origins {
                 try DeviceMapper.suspend(origin, lockfs: true, flush: true)
                 suspended.append(origin)
@@ -184,6 +185,11 @@ public final class DMSnapshotProvider: SnapshotProvider {
             }
             for origin in suspended { try DeviceMapper.resume(origin) }
             suspended.removeAll()
+            // From the first suspend's start to the last resume's end: what writers to the volumes felt.
+            let held = ContinuousClock.now - holdStart
+            logger.info("origins held", metadata: [
+                "set": "\(set)", "held-us": "\(held.components.seconds * 1_000_000 + held.components.attoseconds / 1_000_000_000_000)",
+            ])
         } catch {
             // Back as it was: copies gone, original tables, every origin running.
             for copy in createdCopies.reversed() { try? DeviceMapper.remove(copy) }

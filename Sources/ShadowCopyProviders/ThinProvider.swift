@@ -117,6 +117,7 @@ public final class ThinProvider: SnapshotProvider {
         try await guardian.watchSuspended(origins, limitMs: holdLimitMs)
         var suspended: [String] = []
         do {
+            let holdStart = ContinuousClock.now
             for origin in origins {
                 try DeviceMapper.suspend(origin, lockfs: true, flush: true)
                 suspended.append(origin)
@@ -126,6 +127,11 @@ public final class ThinProvider: SnapshotProvider {
             }
             for origin in suspended { try DeviceMapper.resume(origin) }
             suspended.removeAll()
+            // From the first suspend's start to the last resume's end: what writers to the volumes felt.
+            let held = ContinuousClock.now - holdStart
+            logger.info("origins held", metadata: [
+                "set": "\(set)", "held-us": "\(held.components.seconds * 1_000_000 + held.components.attoseconds / 1_000_000_000_000)",
+            ])
             await guardian.unwatchSuspended()
             for index in items.indices {
                 let item = items[index]

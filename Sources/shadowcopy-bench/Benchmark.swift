@@ -18,6 +18,11 @@ struct Benchmark {
         let client = try Connection(address: bus.address)
         defer { client.close() }
 
+        if CommandLine.arguments.dropFirst().first == "devicemapper" {
+            // Needs a kernel with device-mapper: make bench runs it in a VM where the host has none.
+            try await DeviceMapperBench.main(bus: bus, client: client)
+            return
+        }
         let daemon: DaemonProcess
         if CommandLine.arguments.dropFirst().first == "snapshots" {
             // Only the snapshot rows, printed and not recorded: for working on the engine.

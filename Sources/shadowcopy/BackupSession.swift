@@ -1,5 +1,4 @@
 import DBus
-import Foundation
 
 /// One snapshot set driven from the CLI: begin, add volumes, create, expose, end, or abandon.
 /// `create shadow` and `run` scripts both go through it.

@@ -1,6 +1,8 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import ArgumentParser
 import DBus
-import Foundation
 
 /// `shadowcopy create shadow --for VOLUME...` (vssadmin create shadow).
 struct Create: AsyncParsableCommand {
@@ -132,7 +134,7 @@ struct Delete: AsyncParsableCommand {
     }
 
     private func confirm() -> Bool {
-        FileHandle.standardError.write(Data("Delete the shadow copies named? [y/N] ".utf8))
+        Output.stderr("Delete the shadow copies named? [y/N] ")
         return readLine()?.lowercased().hasPrefix("y") == true
     }
 }

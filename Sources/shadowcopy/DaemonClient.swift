@@ -1,5 +1,4 @@
 import DBus
-import Foundation
 
 /// The CLI's view of shadowcopyd: calls on the bus, objects from ObjectManager, jobs waited for.
 /// The CLI is only a client; everything it does, busctl could do too.
@@ -90,17 +89,17 @@ final class Progress: @unchecked Sendable {
 
     func phase(_ name: String) {
         guard enabled else { return }
-        FileHandle.standardError.write(Data("\u{1b}[2K\r\(name)…".utf8))
+        Output.stderr("\u{1b}[2K\r\(name)…")
     }
 
     func tick() {
         guard enabled else { return }
-        FileHandle.standardError.write(Data(".".utf8))
+        Output.stderr(".")
     }
 
     func done() {
         guard enabled else { return }
-        FileHandle.standardError.write(Data("\u{1b}[2K\r".utf8))
+        Output.stderr("\u{1b}[2K\r")
     }
 }
 

@@ -1,6 +1,5 @@
 import ArgumentParser
 import DBus
-import Foundation
 
 /// `shadowcopy list writers|providers|shadows|shadowstorage` (vssadmin list ...).
 struct List: AsyncParsableCommand {
@@ -98,7 +97,7 @@ struct List: AsyncParsableCommand {
         var out: [String: Any] = [:]
         for field in fields {
             let key = field.prefix(1).lowercased() + field.dropFirst()
-            out[key] = properties[field].map(Output.plain) ?? NSNull()
+            out[key] = properties[field].map(Output.plain) ?? Output.null
         }
         return out
     }

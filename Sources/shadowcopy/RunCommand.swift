@@ -1,6 +1,5 @@
 import ArgumentParser
 import DBus
-import Foundation
 
 /// `shadowcopy run SCRIPT`: a diskshadow-style script (see ``Script``).
 struct Run: AsyncParsableCommand {
@@ -19,13 +18,13 @@ struct Run: AsyncParsableCommand {
     func run() async throws {
         let parsed: Script
         do {
-            let text = try String(contentsOfFile: script, encoding: .utf8)
+            let text = try Posix.read(script)
             parsed = try Script(text, file: script)
             try Self.checkOrder(parsed, file: script)
         } catch let error as Script.ParseError {
             throw Failure.report(CLIError.usage(error.description), json: global.json)
-        } catch {
-            throw Failure.report(CLIError.usage("cannot read \(script): \(error.localizedDescription)"), json: global.json)
+        } catch let error as CLIError {
+            throw Failure.report(error, json: global.json)
         }
         try await global.run { client in
             var runner = ScriptRunner(client: client, file: script, json: global.json,
@@ -149,7 +148,7 @@ struct ScriptRunner {
 
     /// `%alias%` names the exposed path of that volume.
     private func substitute(_ word: String) -> String {
-        exposed.reduce(word) { $0.replacingOccurrences(of: "%\($1.key)%", with: $1.value) }
+        exposed.reduce(word) { $0.replacing("%\($1.key)%", with: $1.value) }
     }
 
     private func verifyWriters() async throws {
@@ -171,19 +170,15 @@ struct ScriptRunner {
     }
 
     private func exec(_ command: [String]) throws {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: command[0].hasPrefix("/") ? command[0] : "/usr/bin/env")
-        process.arguments = command[0].hasPrefix("/") ? Array(command.dropFirst()) : command
-        var environment = ProcessInfo.processInfo.environment
+        var environment: [String: String] = [:]
         for (alias, path) in exposed { environment["SHADOWCOPY_\(alias.uppercased())"] = path }
-        process.environment = environment
-        if json { process.standardOutput = FileHandle.standardError }
-        do { try process.run() } catch {
-            throw DBusError(.failed, "exec \(command[0]): \(error.localizedDescription)")
+        let status: Int32?
+        do { status = try Posix.run(command, environment: environment, stdoutToStderr: json) } catch {
+            throw DBusError(.failed, "\(error)")
         }
-        process.waitUntilExit()
-        guard process.terminationReason == .exit, process.terminationStatus == 0 else {
-            throw DBusError(.failed, "exec \(command.joined(separator: " ")) ended with status \(process.terminationStatus); the backup is abandoned")
+        guard status == 0 else {
+            let how = status.map { "with status \($0)" } ?? "by a signal"
+            throw DBusError(.failed, "exec \(command.joined(separator: " ")) ended \(how); the backup is abandoned")
         }
     }
 

@@ -1,4 +1,3 @@
-import Foundation
 
 /// A diskshadow-style script, parsed whole before anything runs: a script with an error
 /// changes nothing, and says at which line.

@@ -1,6 +1,8 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import ArgumentParser
 import DBus
-import Foundation
 
 /// `shadowcopy`: vssadmin and diskshadow for Linux, a client of shadowcopyd over D-Bus.
 @main
@@ -89,7 +91,7 @@ enum Failure {
         if json {
             print(Output.json(["error": ["name": name, "message": error.message, "hint": hint(name)]]))
         } else {
-            FileHandle.standardError.write(Data("error: \(name): \(error.message)\nhint: \(hint(name))\n".utf8))
+            Output.stderr("error: \(name): \(error.message)\nhint: \(hint(name))\n")
         }
         return ExitCode(exitCode(name))
     }
@@ -105,7 +107,7 @@ enum Failure {
         if json {
             print(Output.json(["error": ["name": code == 64 ? "usage" : "failed", "message": message]]))
         } else {
-            FileHandle.standardError.write(Data("error: \(message)\n".utf8))
+            Output.stderr("error: \(message)\n")
         }
         return ExitCode(code)
     }

@@ -1,6 +1,5 @@
 import ArgumentParser
 import DBus
-import Foundation
 
 /// Shadow storage (the VSS diff area) through the Coordinator and `storage/<id>` objects.
 enum Storage {
@@ -35,7 +34,7 @@ struct Add: AsyncParsableCommand {
         try await global.run { client in
             let options: [(String, Value)] = policy.map { [("policy", .string($0))] } ?? []
             let path = try await client.coordinator("AddShadowStorage", [.string(volume), .string(on), .uint64(maxsize), .vardict(options)])
-            if global.json { print(Output.json(["storage": path.first.map(Output.plain) ?? NSNull()])) } else { print("Shadow storage added.") }
+            if global.json { print(Output.json(["storage": path.first.map(Output.plain) ?? Output.null])) } else { print("Shadow storage added.") }
         }
     }
 }

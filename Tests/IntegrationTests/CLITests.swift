@@ -37,7 +37,7 @@ struct CLITests {
             #expect(first["name"] as? String == "listed" && first["level"] as? String == "back-end" && first["state"] as? String == "stable")
 
             let providers = try Self.json(try Self.cli(f.bus, ["list", "providers", "--json"]))
-            #expect((providers["providers"] as? [[String: Any]])?.compactMap { $0["name"] as? String }.sorted() == ["btrfs", "dm-snapshot"])
+            #expect((providers["providers"] as? [[String: Any]])?.compactMap { $0["name"] as? String }.sorted() == ["btrfs", "dm-snapshot", "dm-thin"])
             #expect(try Self.cli(f.bus, ["list", "providers"]).stdout.contains("btrfs"))
             #expect(try Self.cli(f.bus, ["list", "shadows"]).stdout == "No shadow copies.\n")
             #expect((try Self.json(try Self.cli(f.bus, ["list", "shadows", "--json"]))["shadows"] as? [Any])?.isEmpty == true)

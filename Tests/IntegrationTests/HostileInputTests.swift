@@ -95,7 +95,8 @@ struct HostileInputTests {
                 #expect(objects.filter { $0.contains("/snapshots/") } == [snapshot.rawValue])
                 #expect(objects.filter { $0.contains("/writers/") }.isEmpty)
                 #expect(Set(objects.filter { $0.contains("/providers/") })
-                        == ["/org/shadowcopy/ShadowCopy1/providers/btrfs", "/org/shadowcopy/ShadowCopy1/providers/dm_snapshot"],
+                        == ["/org/shadowcopy/ShadowCopy1/providers/btrfs", "/org/shadowcopy/ShadowCopy1/providers/dm_snapshot",
+                            "/org/shadowcopy/ShadowCopy1/providers/dm_thin"],
                         "the built-in providers only")
                 #expect(try await open.property(open.path, RequesterSet.interface, "Volumes") == "")
                 #expect(f.daemon.exposed.isEmpty, "nothing exposed")

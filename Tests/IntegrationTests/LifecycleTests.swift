@@ -20,7 +20,10 @@ struct LifecycleTests {
 
     @Test func aSecondDaemonRefusesToStart() async throws {
         try await DaemonFixture.with { fixture in
-            let second = try ChildProcess(ProjectPaths.daemon.path, [],
+            // Its own files, so that only the bus name stands in its way.
+            let own = fixture.bus.directory.appendingPathComponent("second").path
+            let second = try ChildProcess(ProjectPaths.daemon.path, ["--catalog", own + "/catalog.db", "--shadow-storage", own + "/storage",
+                                                                     "--expose-root", own + "/expose"],
                                           environment: ["DBUS_SYSTEM_BUS_ADDRESS": fixture.bus.address],
                                           stderr: fixture.bus.directory.appendingPathComponent("second.log").path)
             let status = second.wait(timeout: .seconds(10))
