@@ -19,6 +19,8 @@ struct ShadowCopyCommand: AsyncParsableCommand {
             authorized; 5 busy (another set in creation, or a call out of order); 6 volume not supported; \
             64 usage error; 69 shadowcopyd not reachable.
             """,
+        // The daemon's version (ShadowCopyCore's shadowCopyVersion; a test keeps them equal).
+        version: "0.1.0",
         subcommands: [List.self, Create.self, Delete.self, Add.self, Resize.self, Expose.self, Unexpose.self,
                       Revert.self, Status.self, Run.self])
 }

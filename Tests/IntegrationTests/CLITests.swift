@@ -133,6 +133,13 @@ struct CLITests {
         }
     }
 
+    @Test func itsVersionIsTheDaemons() throws {
+        let cli = try Tool.run(ProjectPaths.products.appendingPathComponent("shadowcopy").path, ["--version"])
+        let daemon = try Tool.run(ProjectPaths.daemon.path, ["--version"])
+        #expect(cli.status == 0 && daemon.status == 0)
+        #expect(!cli.stdout.isEmpty && cli.stdout == daemon.stdout, "\(cli.stdout) \(daemon.stdout)")
+    }
+
     @Test func withoutTheDaemonItSaysSo() async throws {
         let bus = try PrivateBus()
         defer { bus.stop() }
