@@ -137,10 +137,16 @@ public enum DeviceMapper {
         try run(cdm_task_clear_kind(), name, operation: "clear", udev: false) { _ throws(Failure) in }
     }
 
-    /// Removes `name` (its node too).
+    /// Removes `name` (its node too). Where udev runs, its rules open a device for a moment
+    /// after each change: a removal that meets such an open is retried for a few seconds (as
+    /// `dmsetup remove --retry`).
     public static func remove(_ name: String) throws(Failure) {
         try checkName(name)
-        try run(cdm_task_remove_kind(), name, operation: "remove", udev: true) { _ throws(Failure) in }
+        try run(cdm_task_remove_kind(), name, operation: "remove", udev: true) { task throws(Failure) in
+            guard dm_task_retry_remove(task) != 0 else {
+                throw Failure(operation: "remove", device: name, reason: "cannot ask for retries")
+            }
+        }
     }
 
     /// What the kernel says of `name`; nil when there is no such device.

@@ -226,8 +226,15 @@ extension SnapshotEngine {
         guard !copy.device.isEmpty else {
             throw .notSupported("\(record.provider) copies have no block device; use Expose")
         }
-        let fd = open(copy.device, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
+        // The provider named the device, under /dev (root's only): where udev runs, /dev/mapper
+        // names are its symlinks to ../dm-N, which must be followed. What opens must be a block device.
+        let fd = open(copy.device, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { throw .failed("cannot open \(copy.device): \(String(cString: strerror(errno)))") }
+        var info = stat()
+        guard fstat(fd, &info) == 0, info.st_mode & S_IFMT == S_IFBLK else {
+            close(fd)
+            throw .failed("\(copy.device) is not a block device")
+        }
         return fd
     }
 

@@ -26,16 +26,22 @@ extension DeviceMapperSuites {
                 loop = try DeviceMapperKernelTests.Loop(sizeMiB: filesystem == "xfs" ? max(sizeMiB, 320) : sizeMiB)
                 name = "sctest-vol-\(UInt32.random(in: 0...UInt32.max))"
                 mountPoint = "/tmp/shadowcopy-test-dmvol-\(name)"
-                try DeviceMapper.create(name, uuid: "TEST-" + name, table: [
-                    try DeviceMapper.TableLine(start: 0, length: loop.sectors, target: "linear",
-                                               params: "\(DeviceMapperKernelTests.devNumber(loop.device)) 0"),
-                ])
-                let made = try Tool.run("/usr/sbin/mkfs.\(filesystem)", filesystem == "xfs" ? ["-q", "-f", "/dev/mapper/" + name]
-                                                                                              : ["-q", "-F", "/dev/mapper/" + name])
-                guard made.status == 0 else { throw HarnessError("mkfs.\(filesystem): \(made.stderr)") }
-                try FileManager.default.createDirectory(atPath: mountPoint, withIntermediateDirectories: true)
-                let mounted = try Tool.run("/usr/bin/mount", ["/dev/mapper/" + name, mountPoint])
-                guard mounted.status == 0 else { throw HarnessError("mount: \(mounted.stderr)") }
+                do {
+                    try DeviceMapper.create(name, uuid: "TEST-" + name, table: [
+                        try DeviceMapper.TableLine(start: 0, length: loop.sectors, target: "linear",
+                                                   params: "\(DeviceMapperKernelTests.devNumber(loop.device)) 0"),
+                    ])
+                    let made = try Tool.run("/usr/sbin/mkfs.\(filesystem)", filesystem == "xfs" ? ["-q", "-f", "/dev/mapper/" + name]
+                                                                                                  : ["-q", "-F", "/dev/mapper/" + name])
+                    guard made.status == 0 else { throw HarnessError("mkfs.\(filesystem): \(made.stderr)") }
+                    try FileManager.default.createDirectory(atPath: mountPoint, withIntermediateDirectories: true)
+                    let mounted = try Tool.run("/usr/bin/mount", ["/dev/mapper/" + name, mountPoint])
+                    guard mounted.status == 0 else { throw HarnessError("mount: \(mounted.stderr)") }
+                } catch {
+                    // Half made: nothing of it stays (the loop device least of all).
+                    remove()
+                    throw error
+                }
             }
 
             func remove() {
@@ -95,7 +101,8 @@ extension DeviceMapperSuites {
             let first = try DMVolume(), second = try DMVolume(filesystem: "xfs")
             defer { first.remove(); second.remove() }
             try "second volume\n".write(toFile: second.mountPoint + "/note", atomically: false, encoding: .utf8)
-            try await DaemonFixture.with { f in
+            // Stores checked often: the load fills the default 16 MiB store quickly.
+            try await DaemonFixture.with(arguments: ["--storage-watch-ms", "50"]) { f in
                 let writer = try await PythonWriter(bus: f.bus, name: "app", extra: ["--data", first.mountPoint + "/records"])
                 defer { writer.stop() }
                 let c = try f.client()

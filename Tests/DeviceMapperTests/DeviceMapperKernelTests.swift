@@ -36,6 +36,10 @@ extension DeviceMapperSuites {
             }
         }
 
+        /// Whether udev runs here (scripts/vm --udev): libdevmapper then leaves nodes to it and waits
+        /// for it with its cookies.
+        static let udev = ProcessInfo.processInfo.environment["SHADOWCOPY_VM_UDEV"] == "1"
+
         /// `major:minor` of a block device, from sysfs.
         static func devNumber(_ path: String) -> String {
             let name = URL(fileURLWithPath: path).lastPathComponent
@@ -53,7 +57,14 @@ extension DeviceMapperSuites {
 
             let info = try #require(try DeviceMapper.info(name))
             #expect(info.liveTable && !info.suspended && info.uuid == "SHADOWCOPY-TEST-" + name && info.targetCount == 1)
-            #expect(FileManager.default.fileExists(atPath: "/dev/mapper/" + name), "the library made the node without udev")
+            #expect(FileManager.default.fileExists(atPath: "/dev/mapper/" + name))
+            // Who made the node: udev makes a symlink to ../dm-N, the library a node of its own.
+            let link = try? FileManager.default.destinationOfSymbolicLink(atPath: "/dev/mapper/" + name)
+            if Self.udev {
+                #expect(link == "../dm-\(info.minor)", "udev made the node")
+            } else {
+                #expect(link == nil, "the library made the node itself, without udev")
+            }
             #expect(try DeviceMapper.table(name) == table)
             #expect(try DeviceMapper.list().contains { $0.name == name && $0.device == info.deviceNumber })
             #expect(throws: DeviceMapper.Failure.self) { try DeviceMapper.create(name, uuid: "SHADOWCOPY-TEST-other", table: table) }

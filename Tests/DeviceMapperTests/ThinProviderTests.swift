@@ -20,28 +20,38 @@ extension DeviceMapperSuites {
             let pool: String, name: String, mountPoint: String
 
             init(filesystem: String = "ext4", sizeMiB: Int = 128) throws {
-                metadata = try Loop(sizeMiB: 16)
-                data = try Loop(sizeMiB: 512)
+                let metadata = try Loop(sizeMiB: 16)
+                do { data = try Loop(sizeMiB: 512) } catch {
+                    metadata.remove()
+                    throw error
+                }
+                self.metadata = metadata
                 let tag = UInt32.random(in: 0...UInt32.max)
                 pool = "sctest-pool-\(tag)"
                 name = "sctest-thin-\(tag)"
                 mountPoint = "/tmp/shadowcopy-test-thin-\(tag)"
-                let md = DeviceMapperKernelTests.devNumber(metadata.device), dd = DeviceMapperKernelTests.devNumber(data.device)
-                // 64 KiB blocks, and a low-water mark the test never reaches.
-                try DeviceMapper.create(pool, uuid: "TEST-" + pool, table: [
-                    try DeviceMapper.TableLine(start: 0, length: data.sectors, target: "thin-pool", params: "\(md) \(dd) 128 1024"),
-                ])
-                _ = try DeviceMapper.message(pool, "create_thin 0")
-                let poolDevice = try #require(try DeviceMapper.info(pool)).deviceNumber
-                try DeviceMapper.create(name, uuid: "TEST-" + name, table: [
-                    try DeviceMapper.TableLine(start: 0, length: UInt64(sizeMiB) * 2048, target: "thin", params: "\(poolDevice) 0"),
-                ])
-                let made = try Tool.run("/usr/sbin/mkfs.\(filesystem)", filesystem == "xfs" ? ["-q", "-f", "/dev/mapper/" + name]
-                                                                                              : ["-q", "-F", "/dev/mapper/" + name])
-                guard made.status == 0 else { throw HarnessError("mkfs.\(filesystem): \(made.stderr)") }
-                try FileManager.default.createDirectory(atPath: mountPoint, withIntermediateDirectories: true)
-                let mounted = try Tool.run("/usr/bin/mount", ["/dev/mapper/" + name, mountPoint])
-                guard mounted.status == 0 else { throw HarnessError("mount: \(mounted.stderr)") }
+                do {
+                    let md = DeviceMapperKernelTests.devNumber(metadata.device), dd = DeviceMapperKernelTests.devNumber(data.device)
+                    // 64 KiB blocks, and a low-water mark the test never reaches.
+                    try DeviceMapper.create(pool, uuid: "TEST-" + pool, table: [
+                        try DeviceMapper.TableLine(start: 0, length: data.sectors, target: "thin-pool", params: "\(md) \(dd) 128 1024"),
+                    ])
+                    _ = try DeviceMapper.message(pool, "create_thin 0")
+                    let poolDevice = try #require(try DeviceMapper.info(pool)).deviceNumber
+                    try DeviceMapper.create(name, uuid: "TEST-" + name, table: [
+                        try DeviceMapper.TableLine(start: 0, length: UInt64(sizeMiB) * 2048, target: "thin", params: "\(poolDevice) 0"),
+                    ])
+                    let made = try Tool.run("/usr/sbin/mkfs.\(filesystem)", filesystem == "xfs" ? ["-q", "-f", "/dev/mapper/" + name]
+                                                                                                  : ["-q", "-F", "/dev/mapper/" + name])
+                    guard made.status == 0 else { throw HarnessError("mkfs.\(filesystem): \(made.stderr)") }
+                    try FileManager.default.createDirectory(atPath: mountPoint, withIntermediateDirectories: true)
+                    let mounted = try Tool.run("/usr/bin/mount", ["/dev/mapper/" + name, mountPoint])
+                    guard mounted.status == 0 else { throw HarnessError("mount: \(mounted.stderr)") }
+                } catch {
+                    // Half made: nothing of it stays.
+                    remove()
+                    throw error
+                }
             }
 
             /// The thin device id behind a copy's device.
