@@ -116,20 +116,25 @@ extension SnapshotEngine {
 }
 
 /// The mount table, as the kernel shows this process.
-enum Mounts {
+public enum Mounts {
     /// Every mount point in /proc/self/mountinfo, with its octal escapes decoded.
-    static func mountPoints() -> Set<String> {
+    public static func mountPoints() -> Set<String> { Set(entries().map(\.point)) }
+
+    /// The `major:minor` of every mounted device.
+    public static func mountedDevices() -> Set<String> { Set(entries().map(\.device)) }
+
+    private static func entries() -> [(device: String, point: String)] {
         guard let file = fopen("/proc/self/mountinfo", "r") else { return [] }
         defer { fclose(file) }
-        var points: Set<String> = []
+        var entries: [(String, String)] = []
         var line: UnsafeMutablePointer<CChar>?
         var capacity = 0
         defer { free(line) }
         while getline(&line, &capacity, file) > 0, let line {
             let fields = String(cString: line).split(separator: " ")
-            if fields.count > 4 { points.insert(unescape(fields[4])) }
+            if fields.count > 4 { entries.append((String(fields[2]), unescape(fields[4]))) }
         }
-        return points
+        return entries
     }
 
     /// mountinfo writes space, tab, newline and backslash as `\ooo`.

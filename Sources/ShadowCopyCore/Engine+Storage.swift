@@ -33,11 +33,17 @@ extension SnapshotEngine {
         }
         try checkVolumeText(location)
         try diff.checkStorageLocation(location, for: volume)
-        let record = ShadowStorageRecord(id: Identifier(), forVolume: volume, location: location, maxBytes: maxBytes,
+        let capacity = diff.capacity(of: location)
+        // A block device holds what it holds: its size is the most, and the policy applies there.
+        let most = capacity.map { maxBytes == 0 ? $0 : min(maxBytes, $0) } ?? maxBytes
+        let record = ShadowStorageRecord(id: Identifier(), forVolume: volume, location: location, maxBytes: most,
                                          policy: policy)
         try state.withLock { s throws(ShadowCopyError) in
             if let other = s.storage.values.first(where: { $0.forVolume == volume }) {
                 throw .alreadyExists("\(volume) already has shadow storage on \(other.location)")
+            }
+            if capacity != nil, let other = s.storage.values.first(where: { $0.location == location }) {
+                throw .alreadyExists("\(location) already holds the shadow storage of \(other.forVolume)")
             }
             s.storage[record.id] = record
         }
@@ -57,6 +63,10 @@ extension SnapshotEngine {
         guard var area = storageArea(id) else { throw .notFound("no shadow storage \(id)") }
         guard maxBytes == 0 || maxBytes >= SnapshotEngine.storageGrain else {
             throw .invalidArgs("max_bytes: 0 for unbounded, or at least \(SnapshotEngine.storageGrain) bytes")
+        }
+        var maxBytes = maxBytes
+        if let capacity = providers.lazy.compactMap({ ($0 as? any DiffAreaProvider)?.capacity(of: area.location) }).first {
+            maxBytes = maxBytes == 0 ? capacity : min(maxBytes, capacity)
         }
         let allocated = storageUse(of: area).allocated
         if maxBytes != 0, maxBytes < allocated {
@@ -82,8 +92,12 @@ extension SnapshotEngine {
 
     /// The copies whose store lives in `area`.
     private func storedIn(_ area: ShadowStorageRecord) -> [SnapshotRecord] {
-        state.withLock { s in
-            s.snapshots.values.filter { $0.copy?.store.hasPrefix(area.location + "/") ?? false }
+        let records = state.withLock { s in s.snapshots.values.filter { $0.copy.map { !$0.store.isEmpty } ?? false } }
+        return records.filter { record in
+            guard let copy = record.copy,
+                let provider = providers.first(where: { $0.info.name == record.provider }) as? any DiffAreaProvider
+            else { return false }
+            return provider.store(copy.store, isIn: area.location)
         }
     }
 
@@ -198,7 +212,12 @@ extension SnapshotEngine {
             }
         }
         do {
-            try provider.growStorage(of: record.id, to: target)
+            let store = try provider.growStorage(of: record.id, store: record.copy?.store ?? "", to: target)
+            if store != record.copy?.store {
+                state.withLock { $0.snapshots[record.id]?.copy?.store = store }
+                // Where a reboot finds the store again: must not be lost with the next start.
+                if let grown = snapshot(record.id) { try catalog.update(grown) }
+            }
             logger.info("store grown", metadata: ["snapshot": "\(record.id)", "from": "\(use.size)", "to": "\(target)"])
             observer.snapshotChanged(record.id)
             if let area = storageArea(for: record.originalVolume) { observer.storageChanged(area.id) }

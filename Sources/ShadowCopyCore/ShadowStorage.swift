@@ -13,7 +13,8 @@ public struct ShadowStorageRecord: Sendable, Equatable {
     public let id: Identifier
     /// The volume whose copies it holds (canonical name).
     public let forVolume: String
-    /// A directory on another filesystem; each copy's store is a sparse file in it.
+    /// A directory on another filesystem (each copy's store a sparse file in it), or a block
+    /// device given over to shadow storage (each copy's store extents of it).
     public let location: String
     /// Most bytes all the volume's stores together may take; 0 is unbounded.
     public var maxBytes: UInt64
@@ -66,6 +67,10 @@ public protocol DiffAreaProvider: SnapshotProvider {
     func initialStoreSize(for volume: String) throws(ShadowCopyError) -> UInt64
     /// Throws unless `location` may hold stores of `volume` (canonical).
     func checkStorageLocation(_ location: String, for volume: String) throws(ShadowCopyError)
+    /// The most `location` can hold when that is bounded (a block device); nil for a directory.
+    func capacity(of location: String) -> UInt64?
+    /// Whether the store a copy records (``CommittedCopy/store``) is in `location`.
+    func store(_ store: String, isIn location: String) -> Bool
     /// Called before ``SnapshotProvider/beginPrepare(set:snapshot:volume:)`` for each copy.
     func plan(snapshot: Identifier, _ plan: StoragePlan)
     /// A location stores may be in (an area from the catalog), for deleting what a daemon
@@ -75,8 +80,9 @@ public protocol DiffAreaProvider: SnapshotProvider {
     func storageUse(of snapshot: Identifier) -> StorageUse?
     /// The most a store of the copy could ever need (its volume's size and the store's metadata).
     func storageCeiling(of snapshot: Identifier) -> UInt64?
-    /// Grows the copy's store to `bytes`; the copy keeps running.
-    func growStorage(of snapshot: Identifier, to bytes: UInt64) throws(ShadowCopyError)
+    /// Grows the copy's store (`store`, as recorded) to `bytes`, the copy running on; returns
+    /// the store as it must be recorded from now on.
+    func growStorage(of snapshot: Identifier, store: String, to bytes: UInt64) throws(ShadowCopyError) -> String
 }
 
 /// Where a revert (a merge of a copy back into its volume) stands.

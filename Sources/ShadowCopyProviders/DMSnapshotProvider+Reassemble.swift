@@ -29,14 +29,20 @@ extension DMSnapshotProvider {
             return lost.map { "copy \($0.snapshot) not brought back: /dev/mapper/\(origin) is not active" }
         }
         var notes: [String] = []
-        var loops: [(LostCopy, DeviceMapper.LoopDevice)] = []
-        defer { for (_, loop) in loops { loop.release() } }
+        var loops: [(LostCopy, CowStore)] = []
+        defer { for (_, store) in loops { store.release() } }
         for copy in lost {
-            guard !copy.copy.store.isEmpty, access(copy.copy.store, R_OK | W_OK) == 0 else {
-                notes.append("copy \(copy.snapshot) not brought back: its store \(copy.copy.store) is gone")
-                continue
+            do {
+                if let extents = try CowStore.reopenExtents(copy.copy.store, for: copy.snapshot) {
+                    loops.append((copy, extents))
+                } else if !copy.copy.store.isEmpty, access(copy.copy.store, R_OK | W_OK) == 0 {
+                    loops.append((copy, try CowStore.attach(copy.copy.store)))
+                } else {
+                    notes.append("copy \(copy.snapshot) not brought back: its store \(copy.copy.store) is gone")
+                }
+            } catch {
+                notes.append("copy \(copy.snapshot) not brought back: \(error)")
             }
-            loops.append((copy, try DeviceMapper.LoopDevice(file: copy.copy.store)))
         }
         guard !loops.isEmpty else { return notes }
         let real = DMSnapshotProvider.realName(origin)
@@ -69,6 +75,8 @@ extension DMSnapshotProvider {
             try DeviceMapper.resume(origin)
         } catch {
             for name in made.reversed() { try? DeviceMapper.remove(name) }
+            // The extents' devices made here go too; their data stays on the device for a retry.
+            for (_, store) in loops { if case .extents(_, let name) = store.backing { try? DeviceMapper.remove(name) } }
             if createReal {
                 try? DeviceMapper.clear(origin)
                 try? DeviceMapper.resume(origin)

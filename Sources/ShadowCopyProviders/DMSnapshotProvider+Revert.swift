@@ -33,14 +33,17 @@ extension DMSnapshotProvider: RevertingProvider {
             guard let info = try DeviceMapper.info(origin) else { throw ShadowCopyError.notFound("\(volume) is gone") }
             guard info.openCount == 0 else { return false }
             guard let copyTable = try DeviceMapper.table(copy).first, copyTable.target == "snapshot",
-                let cow = try DMSnapshotProvider.cowDevice(of: copy), let backing = DeviceMapper.LoopDevice.backing(of: cow)
+                let cow = try DMSnapshotProvider.cowDevice(of: copy)
             else { throw ShadowCopyError.failed("\(copy) is not a snapshot over a store") }
             let real = String(copyTable.params.split(separator: " ")[0])
-            // The store's loop device detaches with its last user: hold it while the copy goes
-            // and before the origin's merge table takes it.
-            let hold = open(backing.device, O_RDONLY | O_CLOEXEC)
-            guard hold >= 0 else { throw ShadowCopyError.failed("cannot open \(backing.device): \(String(cString: strerror(errno)))") }
-            defer { close(hold) }
+            // A file store's loop device detaches with its last user: hold it while the copy goes
+            // and before the origin's merge table takes it (a block device's extents stay anyway).
+            var hold: Int32 = -1
+            if let backing = DeviceMapper.LoopDevice.backing(of: cow) {
+                hold = open(backing.device, O_RDONLY | O_CLOEXEC)
+                guard hold >= 0 else { throw ShadowCopyError.failed("cannot open \(backing.device): \(String(cString: strerror(errno)))") }
+            }
+            defer { if hold >= 0 { close(hold) } }
             try DeviceMapper.remove(copy)
             let original = try DeviceMapper.table(origin)
             do {
@@ -92,6 +95,7 @@ extension DMSnapshotProvider: RevertingProvider {
             }
             if !others { try DeviceMapper.remove(real) }
             if let store { unlink(store) }
+            if try DeviceMapper.info(CowStore.cowName(snapshot)) != nil { try DeviceMapper.remove(CowStore.cowName(snapshot)) }
         } catch let error as ShadowCopyError {
             throw error
         } catch {

@@ -14,28 +14,56 @@ extension DMSnapshotProvider: DiffAreaProvider {
         max(try DMSnapshotProvider.sectors(of: String(volume.dropFirst("/dev/mapper/".count))) * 512 / 10, 16 << 20)
     }
 
-    /// A directory reached without symlinks, not on the volume itself (the store's writes would
-    /// land in what is copied) nor on a shadowcopy device.
+    /// A directory reached without symlinks, or a block device nothing uses (not mounted, not
+    /// held by anyone), given over to shadow storage; never the volume itself (the store's
+    /// writes would land in what is copied), nor a shadowcopy device.
     public func checkStorageLocation(_ location: String, for volume: String) throws(ShadowCopyError) {
+        if try checkPlacement(location, for: volume) {
+            let number = try CowStore.blockNumber(location)
+            if Mounts.mountedDevices().contains(number) {
+                throw .invalidArgs("shadow storage device \(location) is mounted; give a device nothing uses")
+            }
+            // O_EXCL on a block device: refused while a filesystem, dm or md holds it.
+            let fd = open(location, O_RDONLY | O_EXCL | O_CLOEXEC)
+            guard fd >= 0 else { throw .invalidArgs("shadow storage device \(location) is in use (\(String(cString: strerror(errno))))") }
+            close(fd)
+            guard try CowStore.size(of: number) >= 32768 else { throw .invalidArgs("shadow storage device \(location) is under 16 MiB") }
+        } else {
+            close(try ReadOnlyMount.openDirectory(location))
+        }
+    }
+
+    /// Whether `location` is a block device (true) or a directory (false), after the checks
+    /// every new store passes: not the volume itself, not a shadowcopy device.
+    func checkPlacement(_ location: String, for volume: String) throws(ShadowCopyError) -> Bool {
         var info = stat()
         guard stat(location, &info) == 0 else {
             throw .invalidArgs("shadow storage location \(location): \(String(cString: strerror(errno)))")
         }
-        if info.st_mode & S_IFMT == S_IFBLK {
-            throw .notSupported("a block device as shadow storage is not supported yet; give a directory on another filesystem")
+        let block = info.st_mode & S_IFMT == S_IFBLK
+        guard block || info.st_mode & S_IFMT == S_IFDIR else {
+            throw .invalidArgs("shadow storage location \(location) is neither a directory nor a block device")
         }
-        guard info.st_mode & S_IFMT == S_IFDIR else { throw .invalidArgs("shadow storage location \(location) is not a directory") }
-        close(try ReadOnlyMount.openDirectory(location))
         let origin = String(volume.dropFirst("/dev/mapper/".count))
-        let onDevice = DMSnapshotProvider.number(UInt64(info.st_dev))
+        let onDevice = DMSnapshotProvider.number(UInt64(block ? info.st_rdev : info.st_dev))
         guard let originInfo = try? DeviceMapper.info(origin) else { throw .notFound("\(volume) is gone") }
         if onDevice == originInfo.deviceNumber {
-            throw ShadowCopyError(.invalidArgs, "shadow storage \(location) is on \(volume) itself; use another filesystem")
+            throw ShadowCopyError(.invalidArgs, "shadow storage \(location) is \(block ? "" : "on ")\(volume) itself; use another \(block ? "device" : "filesystem")")
         }
         let sysfs = "/sys/dev/block/\(onDevice)/dm"
-        if let name = DMSnapshotProvider.read(sysfs + "/name"), name.hasPrefix("sc-") || name.hasSuffix("-screal") {
+        if let name = DMSnapshotProvider.read(sysfs + "/name"), name.hasPrefix("sc-") || name.hasSuffix("-screal") || name == origin {
             throw ShadowCopyError(.invalidArgs, "shadow storage \(location) is on a shadowcopy device")
         }
+        return block
+    }
+
+    public func capacity(of location: String) -> UInt64? {
+        guard let number = try? CowStore.blockNumber(location), let sectors = try? CowStore.size(of: number) else { return nil }
+        return sectors * 512
+    }
+
+    public func store(_ store: String, isIn location: String) -> Bool {
+        store.hasPrefix(location + "/") || store.hasPrefix("extents:" + location + ":")
     }
 
     public func plan(snapshot: Identifier, _ plan: StoragePlan) {
@@ -55,7 +83,8 @@ extension DMSnapshotProvider: DiffAreaProvider {
         if case .active(let allocated, let total, _) = status {
             return StorageUse(used: allocated * 512, size: total * 512, invalid: false)
         }
-        let size = (try? DMSnapshotProvider.cowDevice(of: copy)).flatMap { $0 }
+        let extents = (try? DeviceMapper.table(CowStore.cowName(snapshot)))?.reduce(0) { $0 + $1.length * 512 }
+        let size = extents ?? (try? DMSnapshotProvider.cowDevice(of: copy)).flatMap { $0 }
             .flatMap { DeviceMapper.LoopDevice.backing(of: $0) }
             .map { backing -> UInt64 in
                 var info = stat()
@@ -70,13 +99,15 @@ extension DMSnapshotProvider: DiffAreaProvider {
         return sectors * 512 + sectors * 512 / 128 + (1 << 20)
     }
 
-    public func growStorage(of snapshot: Identifier, to bytes: UInt64) throws(ShadowCopyError) {
+    public func growStorage(of snapshot: Identifier, store: String, to bytes: UInt64) throws(ShadowCopyError) -> String {
+        if store.hasPrefix("extents:") { return try CowStore.growExtents(store, of: snapshot, to: bytes) }
         let copy = DMSnapshotProvider.copyName(snapshot)
         do {
             guard let cow = try DMSnapshotProvider.cowDevice(of: copy), let backing = DeviceMapper.LoopDevice.backing(of: cow) else {
                 throw ShadowCopyError.notFound("the store of \(copy) is not a loop device")
             }
             try DeviceMapper.LoopDevice.grow(backing.device, file: backing.file, to: bytes)
+            return store
         } catch let error as ShadowCopyError {
             throw error
         } catch {

@@ -23,8 +23,7 @@ public final class DMSnapshotProvider: SnapshotProvider {
         let snapshot: Identifier
         let origin: String
         let sectors: UInt64
-        let store: String
-        let loop: DeviceMapper.LoopDevice
+        let cow: CowStore
         var copyName: String { DMSnapshotProvider.copyName(snapshot) }
     }
 
@@ -118,23 +117,14 @@ public final class DMSnapshotProvider: SnapshotProvider {
             if plan.location == storageDirectory, mkdir(storageDirectory, 0o700) != 0, errno != EEXIST {
                 throw ShadowCopyError.failed("cannot make the shadow storage directory \(storageDirectory): \(String(cString: strerror(errno)))")
             }
-            try checkStorageLocation(plan.location, for: volume)
             let bytes = min(try initialStoreSize(for: volume), plan.budget)
-            let store = plan.location + "/" + snapshot.hex + ".cow"
-            let fd = open(store, O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, 0o600)
-            guard fd >= 0 else { throw ShadowCopyError.failed("cannot make \(store): \(String(cString: strerror(errno)))") }
-            let sized = ftruncate(fd, off_t(bytes))
-            close(fd)
-            guard sized == 0 else {
-                unlink(store)
-                throw ShadowCopyError.failed("cannot size \(store)")
+            let cow: CowStore
+            if try checkPlacement(plan.location, for: volume) {
+                cow = try CowStore.extents(for: snapshot, on: plan.location, bytes: bytes)
+            } else {
+                cow = try CowStore.file(for: snapshot, in: plan.location, bytes: bytes)
             }
-            let loop: DeviceMapper.LoopDevice
-            do { loop = try DeviceMapper.LoopDevice(file: store) } catch {
-                unlink(store)
-                throw error
-            }
-            sets.withLock { $0[set, default: []].append(Prepared(snapshot: snapshot, origin: origin, sectors: sectors, store: store, loop: loop)) }
+            sets.withLock { $0[set, default: []].append(Prepared(snapshot: snapshot, origin: origin, sectors: sectors, cow: cow)) }
         } catch let error as ShadowCopyError {
             throw error
         } catch {
@@ -174,7 +164,7 @@ public final class DMSnapshotProvider: SnapshotProvider {
                 guard let realDevice = try DeviceMapper.info(real)?.deviceNumber else { throw ShadowCopyError.failed("\(real) vanished") }
                 try DeviceMapper.create(item.copyName, uuid: "SHADOWCOPY-SNAP-" + item.snapshot.hex, table: [
                     try DeviceMapper.TableLine(start: 0, length: item.sectors, target: "snapshot",
-                                               params: "\(realDevice) \(item.loop.deviceNumber) P 8"),
+                                               params: "\(realDevice) \(item.cow.deviceNumber) P 8"),
                 ], readOnly: true)
                 createdCopies.append(item.copyName)
                 if original[item.origin] != nil {
@@ -203,7 +193,7 @@ public final class DMSnapshotProvider: SnapshotProvider {
         await guardian.unwatchSuspended()
         madeCopies.withLock { $0[set] = Set(items.map(\.snapshot)) }
         // The copies' tables hold the stores now; the loop devices go when the copies do.
-        for item in items { item.loop.release() }
+        for item in items { item.cow.release() }
     }
 
     public func postCommit(set: Identifier) async throws(ShadowCopyError) -> [Identifier: CommittedCopy] {
@@ -212,7 +202,7 @@ public final class DMSnapshotProvider: SnapshotProvider {
         var copies: [Identifier: CommittedCopy] = [:]
         for item in items {
             copies[item.snapshot] = CommittedCopy(device: "/dev/mapper/" + item.copyName, location: "", consistency: .filesystem,
-                                                  store: item.store)
+                                                  store: item.cow.descriptor)
         }
         return copies
     }
@@ -221,14 +211,15 @@ public final class DMSnapshotProvider: SnapshotProvider {
         guard let items = sets.withLock({ $0.removeValue(forKey: set) }) else { return }
         let made = madeCopies.withLock { $0.removeValue(forKey: set) ?? [] }
         for item in items {
-            item.loop.release()
+            item.cow.release()
             // Only what this provider made: a device of that name made by someone else stays.
             if made.contains(item.snapshot) {
-                do { try await delete(snapshot: item.snapshot, volume: "/dev/mapper/" + item.origin, copy: nil) } catch {
+                let copy = CommittedCopy(device: "", location: "", consistency: .crash, store: item.cow.descriptor)
+                do { try await delete(snapshot: item.snapshot, volume: "/dev/mapper/" + item.origin, copy: copy) } catch {
                     logger.error("abort: cannot delete a copy", metadata: ["snapshot": "\(item.snapshot)", "error": "\(error)"])
                 }
             } else {
-                unlink(item.store)
+                item.cow.discard()
             }
         }
     }
@@ -252,7 +243,9 @@ public final class DMSnapshotProvider: SnapshotProvider {
                 }
                 try DeviceMapper.remove(copy)
             }
-            for store in stores { unlink(store) }
+            // A block device's extents: their device goes; a file store: its file.
+            if try DeviceMapper.info(CowStore.cowName(snapshot)) != nil { try DeviceMapper.remove(CowStore.cowName(snapshot)) }
+            for store in stores where !store.hasPrefix("extents:") { unlink(store) }
             _ = try DMSnapshotProvider.dropRealIfUnused(origin: origin, real: real)
         } catch let error as ShadowCopyError {
             throw error

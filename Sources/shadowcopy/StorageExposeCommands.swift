@@ -24,7 +24,8 @@ struct Add: AsyncParsableCommand {
 
     @Argument(help: "shadowstorage") var what: What
     @Option(name: .customLong("for"), help: "The volume the storage serves.") var volume: String
-    @Option(help: "A directory on another filesystem: each copy's store is a sparse file there.") var on: String
+    @Option(help: "A directory on another filesystem (each copy's store a sparse file there), or a block device nothing else uses.")
+    var on: String
     @Option(help: "The most all the volume's stores may take, in bytes (default: unbounded).") var maxsize: UInt64 = 0
     @Option(help: "Past --maxsize: delete-oldest (the oldest copies go, the default) or invalidate (the copy that fills is lost).")
     var policy: String?

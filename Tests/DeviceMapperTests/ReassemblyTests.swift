@@ -38,13 +38,17 @@ extension DeviceMapperSuites {
         }
 
         @Test func persistentCopiesOfBothProvidersComeBackWithTheirData() async throws {
-            let volume = try T.DMVolume(), thin = try Thin()
-            defer { volume.remove(); thin.remove() }
+            let volume = try T.DMVolume(), thin = try Thin(), storeDevice = try DeviceMapperKernelTests.Loop(sizeMiB: 32)
+            defer { volume.remove(); thin.remove(); storeDevice.remove() }
             for mountPoint in [volume.mountPoint, thin.mountPoint] {
                 try "kept\n".write(toFile: mountPoint + "/file", atomically: false, encoding: .utf8)
             }
             try await DaemonFixture.with { (f: DaemonFixture) async throws in
                 var c = try f.client()
+                // The dm-snapshot copy's store: extents of a block device, found again from the catalog.
+                _ = try await c.call("org.shadowcopy.ShadowCopy1", S.root, S.coordinator, "AddShadowStorage", [
+                    .string(volume.mountPoint), .string(storeDevice.device), .uint64(0), .vardict([]),
+                ])
                 let set = try #require(try await c.call("org.shadowcopy.ShadowCopy1", S.root, S.coordinator, "StartSnapshotSet", [
                     .vardict([("context", .string("file-share-backup")), ("persistent", .bool(true)), ("auto-release", .bool(false))]),
                 ]).first?.objectPath)
@@ -65,6 +69,9 @@ extension DeviceMapperSuites {
                     #expect(daemon.log.contains("dm-snapshot: brought back copy"), "\(daemon.log)")
                     #expect(daemon.log.contains("dm-thin: brought back copy"), "\(daemon.log)")
                     #expect(try DeviceMapper.table(volume.name).first?.target == "snapshot-origin")
+                    let cow = "sc-" + snapshots[0].rawValue.split(separator: "/").last! + "-cow"
+                    #expect(try DeviceMapper.table(cow).first?.params.hasPrefix(DeviceMapperKernelTests.devNumber(storeDevice.device) + " ") == true,
+                            "the store's extents are mapped again")
                     try Self.mount("/dev/mapper/" + volume.name, volume.mountPoint)
                     try Self.mount("/dev/mapper/" + thin.name, thin.mountPoint)
                     // Written after the copies came back: preserved by them, not seen in them.

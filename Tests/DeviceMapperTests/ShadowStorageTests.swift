@@ -224,5 +224,45 @@ extension DeviceMapperSuites {
                 #expect(try T.noShadowcopyDevices())
             }
         }
-    }
+    
+        @Test func aBlockDeviceHoldsStoresAsExtentsThatGrowAndAreGivenBack() async throws {
+            let volume = try T.DMVolume(sizeMiB: 128), device = try DeviceMapperKernelTests.Loop(sizeMiB: 48)
+            defer { volume.remove(); device.remove() }
+            let number = DeviceMapperKernelTests.devNumber(device.device)
+            try await Self.write(volume.mountPoint + "/before", mib: 2, byte: 0xAA)
+            try await DaemonFixture.with(arguments: Self.arguments) { (f: DaemonFixture) async throws in
+                let c = try f.client()
+                defer { c.close() }
+                await #expect(throws: DBusError.self, "the volume itself") {
+                    try await Self.addStorage(c, volume, at: "/dev/mapper/" + volume.name, maxBytes: 0, policy: "invalidate")
+                }
+                let storage = try await Self.addStorage(c, volume, at: device.device, maxBytes: 0, policy: "invalidate")
+                #expect(try await Self.number(c, storage, Self.storageInterface, "MaxSize") == UInt64(48 * Self.mib), "the device's size")
+
+                // The store: extents of the device, mapped by sc-<id>-cow, grown as it fills.
+                let (firstSet, first) = try await Self.copy(c, volume.mountPoint)
+                let cow = "sc-" + first.rawValue.split(separator: "/").last! + "-cow"
+                #expect(try DeviceMapper.table(cow).allSatisfy { $0.target == "linear" && $0.params.hasPrefix(number + " ") })
+                try await Self.write(volume.mountPoint + "/before", mib: 2, byte: 0xBB, pauseMs: 20)
+                try await Self.write(volume.mountPoint + "/after", mib: 20, byte: 0xCC, pauseMs: 20)
+                let size = try await Self.number(c, first, T.snapshotInterface, "StorageSize")
+                #expect(size > UInt64(22 * Self.mib), "grown: \(size)")
+                #expect(try DeviceMapper.table(cow).reduce(0) { $0 + $1.length } * 512 == size)
+                #expect(try await Self.number(c, storage, Self.storageInterface, "Allocated") == size)
+                let exposed = try #require(try await T.call(c, first, T.snapshotInterface, "Expose").first?.string)
+                #expect(Self.holds(exposed + "/before", mib: 2, byte: 0xAA))
+
+                // Deleted, its extents are free again: the next copy's store starts where the first's did.
+                let firstStart = try DeviceMapper.table(cow).first?.params
+                _ = try await T.call(c, firstSet, T.setInterface, "Delete")
+                #expect(try DeviceMapper.info(cow) == nil)
+                let (secondSet, second) = try await Self.copy(c, volume.mountPoint)
+                let secondCow = "sc-" + second.rawValue.split(separator: "/").last! + "-cow"
+                #expect(try DeviceMapper.table(secondCow).first?.params == firstStart)
+                _ = try await T.call(c, secondSet, T.setInterface, "Delete")
+                _ = try await T.call(c, storage, Self.storageInterface, "Delete")
+                #expect(try T.noShadowcopyDevices())
+            }
+        }
+}
 }
