@@ -125,10 +125,12 @@ public enum DeviceMapper {
         }
     }
 
-    /// Resumes `name`, making a loaded inactive table live.
-    public static func resume(_ name: String) throws(Failure) {
+    /// Resumes `name`, making a loaded inactive table live. `waitForUdev` false skips waiting
+    /// for udev's rules, for a device whose node does not change (a store resized while its
+    /// copy fills it, where udev's probing under load costs time the copy does not have).
+    public static func resume(_ name: String, waitForUdev: Bool = true) throws(Failure) {
         try checkName(name)
-        try run(cdm_task_resume_kind(), name, operation: "resume", udev: true) { _ throws(Failure) in }
+        try run(cdm_task_resume_kind(), name, operation: "resume", udev: waitForUdev) { _ throws(Failure) in }
     }
 
     /// Drops the inactive table of `name`, if one was loaded: a resume then keeps the live one.

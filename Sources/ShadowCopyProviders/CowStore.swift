@@ -127,7 +127,7 @@ struct CowStore: Sendable {
             try DeviceMapper.suspend(name, lockfs: false, flush: true)
             do {
                 try DeviceMapper.load(name, table: try table(segments + more, on: number))
-                try DeviceMapper.resume(name)
+                try DeviceMapper.resume(name, waitForUdev: false)
             } catch {
                 try? DeviceMapper.clear(name)
                 try? DeviceMapper.resume(name)

@@ -8,7 +8,8 @@ import Synchronization
 
 /// The `dm-snapshot` provider: a volume is a device-mapper device not owned by LVM; a copy is a
 /// persistent `snapshot` target over the origin's table moved to `<origin>-screal`, with its COW
-/// store in a sparse file of the shadow storage directory attached to a loop device.
+/// store in the volume's shadow storage: a sparse file attached to a loop device, or extents of
+/// a block device (``CowStore``).
 ///
 /// All the origins of a set are suspended with lockfs (the kernel freezes their filesystems)
 /// before any table changes, and resumed together after: the copies are one instant. A failure

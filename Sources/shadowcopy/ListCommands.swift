@@ -82,11 +82,11 @@ struct List: AsyncParsableCommand {
 
     static func storage(_ client: DaemonClient, json: Bool) async throws {
         let areas = try await client.objects(with: "ShadowStorage")
-        let fields = ["ForVolume", "Location", "Used", "Allocated", "MaxSize"]
+        let fields = ["ForVolume", "Location", "Used", "Allocated", "MaxSize", "Policy"]
         if json {
             print(Output.json(["shadowstorage": areas.map { _, p in record(p, fields) }]))
         } else {
-            print(Output.table(["FOR VOLUME", "LOCATION", "USED", "ALLOCATED", "MAX SIZE"],
+            print(Output.table(["FOR VOLUME", "LOCATION", "USED", "ALLOCATED", "MAX SIZE", "POLICY"],
                                areas.map { _, p in fields.map { Output.text(p[$0]) } },
                                empty: "No shadow storage (the btrfs provider keeps its copies on the volume itself)."))
         }

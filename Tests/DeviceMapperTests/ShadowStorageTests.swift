@@ -134,6 +134,11 @@ extension DeviceMapperSuites {
                 #expect(try await T.property(c, snapshot, T.snapshotInterface, "State") == "created")
                 #expect(try await Self.number(c, storage, Self.storageInterface, "Allocated") == size)
                 #expect(invalidations.seen.withLock { $0.isEmpty })
+                // What `shadowcopy list shadowstorage` shows of it.
+                let listed = try Tool.run(ProjectPaths.products.appendingPathComponent("shadowcopy").path,
+                                          ["list", "shadowstorage", "--json"], environment: ["DBUS_SYSTEM_BUS_ADDRESS": f.bus.address])
+                #expect(listed.status == 0 && listed.stdout.contains("\"allocated\" : \(size)") && listed.stdout.contains("\"policy\" : \"invalidate\"")
+                        && listed.stdout.contains("\"location\" : \"\(location)\""), "\(listed.stdout)\(listed.stderr)")
 
                 // The copy holds the file as it was; the origin as it is now.
                 let exposed = try #require(try await T.call(c, snapshot, T.snapshotInterface, "Expose").first?.string)
@@ -243,8 +248,8 @@ extension DeviceMapperSuites {
                 let (firstSet, first) = try await Self.copy(c, volume.mountPoint)
                 let cow = "sc-" + first.rawValue.split(separator: "/").last! + "-cow"
                 #expect(try DeviceMapper.table(cow).allSatisfy { $0.target == "linear" && $0.params.hasPrefix(number + " ") })
-                try await Self.write(volume.mountPoint + "/before", mib: 2, byte: 0xBB, pauseMs: 20)
-                try await Self.write(volume.mountPoint + "/after", mib: 20, byte: 0xCC, pauseMs: 20)
+                try await Self.write(volume.mountPoint + "/before", mib: 2, byte: 0xBB, pauseMs: 30)
+                try await Self.write(volume.mountPoint + "/after", mib: 20, byte: 0xCC, pauseMs: 30)
                 let size = try await Self.number(c, first, T.snapshotInterface, "StorageSize")
                 #expect(size > UInt64(22 * Self.mib), "grown: \(size)")
                 #expect(try DeviceMapper.table(cow).reduce(0) { $0 + $1.length } * 512 == size)
