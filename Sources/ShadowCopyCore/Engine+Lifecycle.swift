@@ -140,6 +140,7 @@ extension SnapshotEngine {
         }
         state.withLock { s in
             s.snapshots[record.id] = nil
+            s.storeUse[record.id] = nil
             s.sets[record.set]?.snapshots.removeAll { $0 == record.id }
             s.sets[record.set]?.volumes.removeAll { $0 == record.originalVolume }
         }

@@ -172,8 +172,9 @@ extension SnapshotEngine {
         }
     }
 
-    /// One round: invalid copies are reported and cleaned up, stores 80% full grow by a fifth
-    /// (as LVM's autoextend) within their area's maximum, and past it the policy applies.
+    /// One round: invalid copies are reported and cleaned up, stores 80% full (or about to be,
+    /// at the pace they fill) grow by a fifth (as LVM's autoextend) or by four rounds' worth,
+    /// within their area's maximum, and past it the policy applies.
     public func checkStorage() async {
         let records = state.withLock { s in s.snapshots.values.filter { $0.copy != nil && ($0.state == .created || $0.state == .invalid) } }
         for record in records {
@@ -184,18 +185,22 @@ extension SnapshotEngine {
                 continue
             }
             guard let use = provider.storageUse(of: record.id) else { continue }
+            // What the copy took since the last round: under a heavy load a fifth more is not
+            // enough, so the store grows by what two more rounds would take, if that is more.
+            let previous = state.withLock { $0.storeUse.updateValue(use.used, forKey: record.id) } ?? use.used
+            let pace = use.used > previous ? use.used - previous : 0
             if use.invalid {
                 await invalidate(record, provider, reason: "its store of \(use.size) bytes overflowed or failed; the origin is intact")
-            } else if use.used >= use.size / 5 * 4 {
-                await grow(record, provider, use)
+            } else if use.used + 2 * pace >= use.size / 5 * 4 {
+                await grow(record, provider, use, pace: pace)
             }
         }
     }
 
-    private func grow(_ record: SnapshotRecord, _ provider: any DiffAreaProvider, _ use: StorageUse) async {
+    private func grow(_ record: SnapshotRecord, _ provider: any DiffAreaProvider, _ use: StorageUse, pace: UInt64) async {
         let ceiling = provider.storageCeiling(of: record.id) ?? .max
         guard use.size < ceiling else { return }
-        let step = max(use.size / 5, SnapshotEngine.storageGrain)
+        let step = max(use.size / 5, 4 * pace, SnapshotEngine.storageGrain)
         var target = min(ceiling, (use.size + step + SnapshotEngine.storageGrain - 1) / SnapshotEngine.storageGrain * SnapshotEngine.storageGrain)
         if let area = storageArea(for: record.originalVolume), area.maxBytes != 0 {
             let taken = allocated(on: record.originalVolume)

@@ -57,6 +57,8 @@ public final class SnapshotEngine: Sendable {
         var nextSlotWaiter: UInt64 = 1
         /// Shadow storage areas, by id.
         var storage: [Identifier: ShadowStorageRecord] = [:]
+        /// Each copy's store use at the last storage round, for the pace it fills at.
+        var storeUse: [Identifier: UInt64] = [:]
     }
 
     let state = Mutex(State())

@@ -80,7 +80,7 @@ extension DeviceMapperSuites {
         /// Rewrites a few 4 MiB files on `mountPoint` without pause, each on disk before the next:
         /// a load that knows nothing of writers and never stops for a freeze.
         static func writeLoad(on mountPoint: String) throws -> ChildProcess {
-            try ChildProcess("/bin/sh", ["-c", "i=0; while :; do dd if=/dev/urandom of=\(mountPoint)/load$((i % 4)) bs=1M count=4 conv=fsync 2>/dev/null; i=$((i + 1)); done"])
+            try ChildProcess("/bin/sh", ["-c", "i=0; while :; do dd if=/dev/urandom of=\(mountPoint)/load$((i % 4)) bs=1M count=4 conv=fsync 2>/dev/null; i=$((i + 1)); sleep 0.1; done"])
         }
 
         /// Whether the copy's filesystem checks clean. ext4 is checked in place (e2fsck -n); XFS
