@@ -78,21 +78,10 @@ extension DMSnapshotProvider: RevertingProvider {
             let words = merging.params.split(separator: " ")
             let store = words.count > 1 ? DeviceMapper.LoopDevice.backing(of: String(words[1]))?.file : nil
             guard let realInfo = try DeviceMapper.info(real) else { throw ShadowCopyError.failed("\(real) is gone") }
-            let others = try DeviceMapper.list().contains { device in
-                device.name.hasPrefix("sc-")
-                    && (try? DeviceMapper.table(device.name).first?.params.hasPrefix(realInfo.deviceNumber + " ")) == true
-            }
-            let table = others
+            let others = try DMSnapshotProvider.copiesUse(realInfo.deviceNumber)
+            try DMSnapshotProvider.swapTable(origin, to: others
                 ? [try DeviceMapper.TableLine(start: 0, length: merging.length, target: "snapshot-origin", params: realInfo.deviceNumber)]
-                : try DeviceMapper.table(real)
-            try DeviceMapper.suspend(origin, lockfs: false, flush: true)
-            do {
-                try DeviceMapper.load(origin, table: table)
-                try DeviceMapper.resume(origin)
-            } catch {
-                try? DeviceMapper.resume(origin)
-                throw error
-            }
+                : try DeviceMapper.table(real))
             if !others { try DeviceMapper.remove(real) }
             if let store { unlink(store) }
             if try DeviceMapper.info(CowStore.cowName(snapshot)) != nil { try DeviceMapper.remove(CowStore.cowName(snapshot)) }

@@ -263,26 +263,32 @@ public final class DMSnapshotProvider: SnapshotProvider {
     /// snapshot-origin) and `real` goes. Returns whether it went.
     private static func dropRealIfUnused(origin: String, real: String) throws -> Bool {
         guard let realInfo = try DeviceMapper.info(real) else { return false }
-        let used = try DeviceMapper.list().contains { device in
-            device.name.hasPrefix("sc-")
-                && (try? DeviceMapper.table(device.name).first?.params.hasPrefix(realInfo.deviceNumber + " ")) == true
-        }
         let target = try DeviceMapper.table(origin).first?.target
         // A merge in progress uses -real too; it gives the origin its table back when it ends.
-        guard !used, target != "snapshot-merge" else { return false }
-        if target == "snapshot-origin" {
-            let table = try DeviceMapper.table(real)
-            try DeviceMapper.suspend(origin, lockfs: false, flush: true)
-            do {
-                try DeviceMapper.load(origin, table: table)
-                try DeviceMapper.resume(origin)
-            } catch {
-                try? DeviceMapper.resume(origin)
-                throw error
-            }
-        }
+        guard try !copiesUse(realInfo.deviceNumber), target != "snapshot-merge" else { return false }
+        if target == "snapshot-origin" { try swapTable(origin, to: try DeviceMapper.table(real)) }
         try DeviceMapper.remove(real)
         return true
+    }
+
+    /// Whether a copy is a snapshot of the -real device `realDevice` (`major:minor`).
+    static func copiesUse(_ realDevice: String) throws -> Bool {
+        try DeviceMapper.list().contains { device in
+            device.name.hasPrefix("sc-") && (try? DeviceMapper.table(device.name).first?.params.hasPrefix(realDevice + " ")) == true
+        }
+    }
+
+    /// Makes `table` the origin's live table (no lockfs: nothing is copied at this instant);
+    /// the origin runs again whatever happens.
+    static func swapTable(_ origin: String, to table: [DeviceMapper.TableLine]) throws {
+        try DeviceMapper.suspend(origin, lockfs: false, flush: true)
+        do {
+            try DeviceMapper.load(origin, table: table)
+            try DeviceMapper.resume(origin)
+        } catch {
+            try? DeviceMapper.resume(origin)
+            throw error
+        }
     }
 
     /// A daemon that died in the middle of a commit may have left origins suspended (their
