@@ -17,6 +17,8 @@ struct csqlite_api {
     __typeof__(&sqlite3_free) free;
     __typeof__(&sqlite3_prepare_v2) prepare_v2;
     __typeof__(&sqlite3_finalize) finalize;
+    __typeof__(&sqlite3_reset) reset;
+    __typeof__(&sqlite3_clear_bindings) clear_bindings;
     __typeof__(&sqlite3_bind_int64) bind_int64;
     __typeof__(&sqlite3_bind_text) bind_text;
     __typeof__(&sqlite3_bind_null) bind_null;
@@ -42,6 +44,8 @@ static inline int csqlite_load(struct csqlite_api *api) {
     CSQLITE_SYM(free, "sqlite3_free")
     CSQLITE_SYM(prepare_v2, "sqlite3_prepare_v2")
     CSQLITE_SYM(finalize, "sqlite3_finalize")
+    CSQLITE_SYM(reset, "sqlite3_reset")
+    CSQLITE_SYM(clear_bindings, "sqlite3_clear_bindings")
     CSQLITE_SYM(bind_int64, "sqlite3_bind_int64")
     CSQLITE_SYM(bind_text, "sqlite3_bind_text")
     CSQLITE_SYM(bind_null, "sqlite3_bind_null")

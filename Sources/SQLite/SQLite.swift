@@ -1,4 +1,5 @@
 import CSQLite
+import Synchronization
 
 /// A small, typed binding over libsqlite3: one connection, prepared statements, transactions.
 ///
@@ -35,6 +36,17 @@ public final class SQLiteDatabase: @unchecked Sendable {
 
     private var handle: OpaquePointer?
     private var api = csqlite_api()
+    /// Prepared statements by their text, kept for the life of the connection: the catalog runs
+    /// the same few statements on every save, and preparing one costs more than running it.
+    /// A statement in use is taken out, so two threads never step the same one.
+    private let statements = Mutex<[String: Statement]>([:])
+
+    /// The catalog has a few dozen statements; a caller building SQL text could have many more.
+    private static let cachedStatements = 64
+
+    private struct Statement: @unchecked Sendable {
+        let raw: OpaquePointer
+    }
 
     /// Opens (creating if needed) the database at `path`; `":memory:"` is a private in-memory one.
     public init(path: String) throws(Failure) {
@@ -55,6 +67,7 @@ public final class SQLiteDatabase: @unchecked Sendable {
     }
 
     deinit {
+        for statement in statements.withLock({ $0.values }) { _ = api.finalize(statement.raw) }
         _ = api.close(handle)
         csqlite_unload(&api)
     }
@@ -73,10 +86,19 @@ public final class SQLiteDatabase: @unchecked Sendable {
     /// Runs one statement with `parameters`; returns its rows.
     @discardableResult
     public func run(_ sql: String, _ parameters: [Value] = []) throws(Failure) -> [[Value]] {
-        var statement: OpaquePointer?
-        var rc = api.prepare_v2(handle, sql, -1, &statement, nil)
-        guard rc == SQLITE_OK, let statement else { throw failure("prepare", rc) }
-        defer { _ = api.finalize(statement) }
+        let statement = try prepared(sql)
+        defer {
+            _ = api.reset(statement)
+            _ = api.clear_bindings(statement)
+            let kept = Statement(raw: statement)
+            let spare = statements.withLock { cache -> Statement? in
+                guard cache[sql] == nil, cache.count < SQLiteDatabase.cachedStatements else { return kept }
+                cache[sql] = kept
+                return nil
+            }
+            if let spare { _ = api.finalize(spare.raw) }
+        }
+        var rc: Int32
         for (offset, parameter) in parameters.enumerated() {
             let index = Int32(offset + 1)
             switch parameter {
@@ -101,12 +123,21 @@ public final class SQLiteDatabase: @unchecked Sendable {
         }
     }
 
+    /// The cached statement for `sql`, taken out of the cache, or a newly prepared one.
+    private func prepared(_ sql: String) throws(Failure) -> OpaquePointer {
+        if let cached = statements.withLock({ $0.removeValue(forKey: sql) }) { return cached.raw }
+        var statement: OpaquePointer?
+        let rc = api.prepare_v2(handle, sql, -1, &statement, nil)
+        guard rc == SQLITE_OK, let statement else { throw failure("prepare", rc) }
+        return statement
+    }
+
     /// Runs `body` in one transaction: committed when it returns, rolled back when it throws.
     public func transaction<R>(_ body: () throws(Failure) -> R) throws(Failure) -> R {
-        try execute("BEGIN IMMEDIATE")
+        try run("BEGIN IMMEDIATE")
         do {
             let result = try body()
-            try execute("COMMIT")
+            try run("COMMIT")
             return result
         } catch {
             try? execute("ROLLBACK")
