@@ -49,6 +49,16 @@ public struct Interface: Sendable {
     }
 
     /// All properties and their current values, as `GetAll` returns them.
+    /// The current values of the properties whose changes are announced, as peers learn them.
+    func announcedValues() -> [MemberName: Value] {
+        var values: [MemberName: Value] = [:]
+        for p in spec.properties {
+            guard let getter = getters[p.name] else { continue }
+            values[p.name] = getter()
+        }
+        return values
+    }
+
     func allProperties() -> Value {
         .vardict(spec.properties.compactMap { p in getters[p.name].map { (p.name.rawValue, $0()) } })
     }

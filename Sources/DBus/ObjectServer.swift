@@ -12,6 +12,9 @@ public final class ObjectServer: Sendable {
         var objects: [ObjectPath: [InterfaceName: Interface]] = [:]
         var managers: Set<ObjectPath> = []
         var uids: [BusName: UInt32] = [:]
+        /// The property values peers last learned (by export or `PropertiesChanged`), so that a
+        /// change is announced once and an unchanged value never.
+        var announced: [ObjectPath: [InterfaceName: [MemberName: Value]]] = [:]
     }
 
     let state = Mutex(State())
@@ -28,6 +31,7 @@ public final class ObjectServer: Sendable {
     ///
     /// Announced with `InterfacesAdded` when an object manager covers `path`.
     public func export(_ path: ObjectPath, _ interfaces: [Interface]) throws(DBusError) {
+        let values = interfaces.map { $0.announcedValues() }
         let manager: ObjectPath? = try state.withLock { s throws(DBusError) -> ObjectPath? in
             var current = s.objects[path] ?? [:]
             for interface in interfaces {
@@ -37,11 +41,13 @@ public final class ObjectServer: Sendable {
                 current[interface.spec.name] = interface
             }
             s.objects[path] = current
+            for (interface, known) in zip(interfaces, values) { s.announced[path, default: [:]][interface.spec.name] = known }
             return s.managers.first { path.isDescendant(of: $0) }
         }
         if let manager {
-            let added = Value.dictionary(key: "s", value: "a{sv}", interfaces.map {
-                Value.DictEntry(.string($0.spec.name.rawValue), $0.allProperties())
+            let added = Value.dictionary(key: "s", value: "a{sv}", zip(interfaces, values).map { interface, known in
+                Value.DictEntry(.string(interface.spec.name.rawValue),
+                                .vardict(interface.spec.properties.compactMap { p in known[p.name].map { (p.name.rawValue, $0) } }))
             })
             emit(StandardInterfaces.objectManager, "InterfacesAdded", from: manager, [.objectPath(path), added])
         }
@@ -50,7 +56,8 @@ public final class ObjectServer: Sendable {
     /// Stops serving `path` (all its interfaces); announced with `InterfacesRemoved`.
     public func unexport(_ path: ObjectPath) {
         let (removed, manager) = state.withLock { s in
-            (s.objects.removeValue(forKey: path), s.managers.first { path.isDescendant(of: $0) })
+            s.announced.removeValue(forKey: path)
+            return (s.objects.removeValue(forKey: path), s.managers.first { path.isDescendant(of: $0) })
         }
         guard let removed, let manager else { return }
         let names = removed.keys.sorted().map(\.rawValue)
@@ -85,19 +92,29 @@ public final class ObjectServer: Sendable {
         }
     }
 
-    /// Emits `PropertiesChanged` for `names` of `interface` at `path`, with the current values
-    /// (or as invalidated, for properties declared that way).
+    /// Emits `PropertiesChanged` for those of `names` of `interface` at `path` whose value changed
+    /// since peers last learned it (or as invalidated, for properties declared that way).
+    ///
+    /// Callers name what may have changed; only real changes go on the bus, and nothing at all
+    /// when none did: every signal costs the bus and every subscriber a wake-up.
     public func propertiesChanged(_ path: ObjectPath, _ interface: InterfaceName, _ names: [MemberName]) {
         let found: Interface? = state.withLock { $0.objects[path]?[interface] }
         guard let found else { return }
-        var changed: [(String, Value)] = []
-        var invalidated: [String] = []
+        var current: [(MemberName, Value, PropertySpec.ChangeSignal)] = []
         for name in names {
             guard let spec = found.spec.property(name), let getter = found.getters[name] else { continue }
             switch spec.changeSignal {
-            case .emits: changed.append((name.rawValue, getter()))
-            case .invalidates: invalidated.append(name.rawValue)
+            case .emits, .invalidates: current.append((name, getter(), spec.changeSignal))
             case .const, .never: continue
+            }
+        }
+        var changed: [(String, Value)] = []
+        var invalidated: [String] = []
+        state.withLock { s in
+            guard s.objects[path]?[interface] != nil else { return }
+            for (name, value, signal) in current where s.announced[path]?[interface]?[name] != value {
+                s.announced[path, default: [:]][interface, default: [:]][name] = value
+                if signal == .emits { changed.append((name.rawValue, value)) } else { invalidated.append(name.rawValue) }
             }
         }
         guard !changed.isEmpty || !invalidated.isEmpty else { return }
