@@ -31,8 +31,8 @@ struct HooksWriterTests {
             try await DaemonFixture.with { f in
                 let writer = try await HooksWriterProcess(bus: f.bus, name: "hooks", directory: hooks.path)
                 defer { writer.stop() }
-                let (state, _, _) = try await Self.snapshot(f, volume)
-                #expect(state == "succeeded")
+                let (state, error, message) = try await Self.snapshot(f, volume)
+                #expect(state == "succeeded", "\(error): \(message)")
                 #expect(hooks.order == [
                     "10-db freeze freeze", "20-app freeze freeze", "30-cache freeze freeze",
                     "30-cache thaw thaw", "20-app thaw thaw", "10-db thaw thaw",
