@@ -64,6 +64,29 @@ struct ConnectionTests {
         }
     }
 
+    @Test func onlyRealChangesAreAnnounced() async throws {
+        try await BusFixture.with { (f: BusFixture) async throws in
+            let props: InterfaceName = "org.freedesktop.DBus.Properties"
+            let changes = try await f.client.signals(MatchRule(interface: props, member: "PropertiesChanged",
+                                                               path: BusFixture.path))
+            func set(_ value: UInt32) async throws {
+                _ = try await f.client.call(BusFixture.name, BusFixture.path, props, "Set",
+                                            [.string("org.example.Test"), .string("Counter"), .variant(.uint32(value))])
+            }
+            try await set(0)  // the value peers learned at export: no change
+            try await set(5)
+            try await set(5)  // the same again: no change
+            f.server.objects.propertiesChanged(BusFixture.path, "org.example.Test", ["Counter", "Label"])
+            try await set(6)
+            var iterator = changes.makeAsyncIterator()
+            let first = try #require(await iterator.next())
+            #expect(try first.arguments()[1].vardict == ["Counter": .uint32(5)])
+            // Had any of the no-change calls announced something, it would come before 6.
+            let second = try #require(await iterator.next())
+            #expect(try second.arguments()[1].vardict == ["Counter": .uint32(6)])
+        }
+    }
+
     @Test func aSlowHandlerBlocksNothingElse() async throws {
         try await BusFixture.with { (f: BusFixture) async throws in
             let slowDone = Mutex(false)

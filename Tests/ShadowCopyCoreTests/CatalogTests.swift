@@ -134,3 +134,30 @@ struct CatalogUnitTests {
         }
     }
 }
+
+@Suite("SQLite binding")
+struct SQLiteBindingTests {
+    /// Statements are kept prepared between runs: each run must still see its own parameters and
+    /// the current rows, also when several threads run the same statement at once.
+    @Test func aKeptStatementRunsWithFreshParametersFromManyThreads() async throws {
+        let db = try SQLiteDatabase(path: ":memory:")
+        try db.execute("CREATE TABLE t (k INTEGER PRIMARY KEY, v TEXT)")
+        await withTaskGroup(of: Void.self) { group in
+            for worker in 0..<8 {
+                group.addTask {
+                    for n in 0..<100 {
+                        let key = Int64(worker * 1000 + n)
+                        _ = try? db.run("INSERT INTO t VALUES (?, ?)", [.integer(key), .text("v\(key)")])
+                        let row = try? db.run("SELECT v FROM t WHERE k = ?", [.integer(key)])
+                        #expect(row == [[.text("v\(key)")]])
+                    }
+                }
+            }
+        }
+        #expect(try db.run("SELECT count(*) FROM t") == [[.integer(800)]])
+        // A failed step leaves the kept statement usable.
+        #expect(throws: SQLiteDatabase.Failure.self) { try db.run("INSERT INTO t VALUES (?, ?)", [.integer(1), .text("dup")]) }
+        try db.run("INSERT INTO t VALUES (?, ?)", [.integer(-1), .text("after")])
+        #expect(try db.run("SELECT v FROM t WHERE k = ?", [.integer(-1)]) == [[.text("after")]])
+    }
+}
