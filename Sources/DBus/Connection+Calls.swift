@@ -3,8 +3,15 @@ import Synchronization
 
 /// What the loop thread routes replies and signals with.
 struct Routing: ~Copyable {
+    /// Who waits for a reply: a caller suspended in ``Connection/call(_:timeout:)``, or the
+    /// slot of a call sent ahead with ``Connection/send(call:timeout:)``.
+    enum Waiter {
+        case caller(CheckedContinuation<Message, any Error>)
+        case slot(ReplySlot)
+    }
+
     struct PendingCall {
-        let continuation: CheckedContinuation<Message, any Error>
+        let waiter: Waiter
         let deadline: UInt64
         let timeoutMs: UInt64
     }
@@ -16,7 +23,7 @@ struct Routing: ~Copyable {
 
     var pending: [UInt32: PendingCall] = [:]
     /// Replies routed during this dispatch round, resumed once the round's libdbus work is done.
-    var answered: [(CheckedContinuation<Message, any Error>, Message)] = []
+    var answered: [(Waiter, Message)] = []
     var subscriptions: [UInt64: Subscription] = [:]
     var nextSubscription: UInt64 = 1
     var inFlight = 0
@@ -58,7 +65,7 @@ extension Connection {
                         return DBusError(.noMemory, "cannot queue message")
                     }
                     r.pending[serial] = Routing.PendingCall(
-                        continuation: continuation, deadline: BusLoop.now() + timeoutMs, timeoutMs: timeoutMs)
+                        waiter: .caller(continuation), deadline: BusLoop.now() + timeoutMs, timeoutMs: timeoutMs)
                     serialBox.withLock { $0 = serial }
                     r.lastCall = BusLoop.now()
                     wakeLoop = !r.loopWatchesDeadlines
@@ -70,7 +77,7 @@ extension Connection {
         } onCancel: {
             let serial = serialBox.withLock { $0 }
             guard serial != 0, let call = routing.withLock({ $0.pending.removeValue(forKey: serial) }) else { return }
-            call.continuation.resume(throwing: CancellationError())
+            deliver(call.waiter, .failure(CancellationError()))
         }
         if reply.kind == .error {
             throw reply.asError ?? DBusError(.failed, "error reply without a name")
@@ -104,7 +111,7 @@ extension Connection {
         }
     }
 
-    private func releaseSlot() {
+    func releaseSlot() {
         let next = routing.withLock { r -> CheckedContinuation<Void, Never>? in
             guard r.slotWaitersHead < r.slotWaiters.count else {
                 r.inFlight -= 1
@@ -134,8 +141,8 @@ extension Connection {
             return keys.compactMap { r.pending.removeValue(forKey: $0) }
         }
         for call in expired {
-            call.continuation.resume(throwing: DBusError(
-                .noReply, "no reply within \(call.timeoutMs) ms (the peer did not answer, or the bus dropped the call)"))
+            deliver(call.waiter, .failure(DBusError(
+                .noReply, "no reply within \(call.timeoutMs) ms (the peer did not answer, or the bus dropped the call)")))
         }
         return routing.withLock { r in
             // Checks stay on for a second after the last call, so sequential calls do not each
@@ -151,7 +158,7 @@ extension Connection {
         case .methodReturn, .error:
             let serial = message.replySerial
             routing.withLock { r in
-                if let call = r.pending.removeValue(forKey: serial) { r.answered.append((call.continuation, message)) }
+                if let call = r.pending.removeValue(forKey: serial) { r.answered.append((call.waiter, message)) }
             }
         case .signal:
             if message.interface?.rawValue == "org.freedesktop.DBus.Local", message.member?.rawValue == "Disconnected" {
@@ -177,12 +184,22 @@ extension Connection {
     /// its next call at once, and would otherwise contend with the loop for libdbus's connection
     /// lock, a futex sleep and wake per call.
     func resumeAnswered() {
-        let answered = routing.withLock { r -> [(CheckedContinuation<Message, any Error>, Message)] in
+        let answered = routing.withLock { r -> [(Routing.Waiter, Message)] in
             guard !r.answered.isEmpty else { return [] }
             defer { r.answered.removeAll(keepingCapacity: true) }
             return r.answered
         }
-        for (continuation, message) in answered { continuation.resume(returning: message) }
+        for (waiter, message) in answered { deliver(waiter, .success(message)) }
+    }
+
+    /// Hands a reply or a failure to whoever waits for it; a slot's call gives back its window place.
+    private func deliver(_ waiter: Routing.Waiter, _ result: Result<Message, any Error>) {
+        switch waiter {
+        case .caller(let continuation): continuation.resume(with: result)
+        case .slot(let slot):
+            slot.deliver(result)
+            releaseSlot()
+        }
     }
 
     /// Ends every call, subscription and waiter: the connection is gone.
@@ -199,7 +216,7 @@ extension Connection {
             return (Array(r.pending.values), Array(r.subscriptions.values),
                     Array(r.slotWaiters[r.slotWaitersHead...]))
         }
-        for call in calls { call.continuation.resume(throwing: error) }
+        for call in calls { deliver(call.waiter, .failure(error)) }
         for subscription in subscriptions { subscription.continuation.finish() }
         // Waiting callers proceed and find the connection closed.
         for waiter in waiters { waiter.resume() }

@@ -16,14 +16,24 @@ public struct Interface: Sendable {
     public typealias Setter = @Sendable (Value, MethodCall) async throws -> Void
 
     public let spec: InterfaceSpec
+    /// Whether one caller's calls to this interface on one object run one after another, in the
+    /// order they arrived, rather than side by side (see ``init(_:inOrder:_:)``).
+    public let inOrder: Bool
     var methods: [MemberName: MethodHandler] = [:]
     var getters: [MemberName: Getter] = [:]
     var setters: [MemberName: Setter] = [:]
 
     /// Binds `spec` to the handlers that `build` declares; every method and property of the
     /// description must get one (a missing one is a programming error).
-    public init(_ spec: InterfaceSpec, _ build: (inout Interface) -> Void) {
+    ///
+    /// Handlers run side by side by default, so a slow one holds up nothing. With `inOrder`, the
+    /// calls one peer makes to this interface on one object run in the order it sent them, each
+    /// after the previous one's reply: a session-like interface then lets its callers send a
+    /// sequence of calls at once (pipelining) and rely on it being applied as sent, as a
+    /// single-threaded D-Bus service would. Other peers and other objects are not held up.
+    public init(_ spec: InterfaceSpec, inOrder: Bool = false, _ build: (inout Interface) -> Void) {
         self.spec = spec
+        self.inOrder = inOrder
         build(&self)
         for method in spec.methods {
             precondition(methods[method.name] != nil, "\(spec.name).\(method.name) has no handler")

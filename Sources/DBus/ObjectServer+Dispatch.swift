@@ -53,13 +53,29 @@ extension ObjectServer {
         let arguments: [Value]
         do { arguments = try message.arguments() } catch { return reply(to: message, error: error) }
         let methodCall = call(arguments)
-        Task {
+        let run: @Sendable () async -> Void = { [self] in
             do {
                 let values = try await handler(methodCall)
                 reply(to: message, values: values, declared: spec.outputSignature)
             } catch {
                 reply(to: message, error: ObjectServer.wireError(error))
             }
+        }
+        guard implementation.inOrder else {
+            Task { await run() }
+            return
+        }
+        // Queued behind this peer's previous call here; the queue's entry goes with its last call.
+        let key = OrderKey(sender: sender, path: path, interface: implementation.spec.name)
+        state.withLock { s in
+            let previous = s.queues[key]?.task
+            s.lastQueued += 1
+            let number = s.lastQueued
+            s.queues[key] = (number, Task { [self] in
+                await previous?.value
+                await run()
+                state.withLock { s in if s.queues[key]?.number == number { s.queues[key] = nil } }
+            })
         }
     }
 

@@ -15,6 +15,16 @@ public final class ObjectServer: Sendable {
         /// The property values peers last learned (by export or `PropertiesChanged`), so that a
         /// change is announced once and an unchanged value never.
         var announced: [ObjectPath: [InterfaceName: [MemberName: Value]]] = [:]
+        /// For interfaces served in order: the last call of each peer on each object, which
+        /// the next one waits for, and a number telling whether a newer one replaced it.
+        var queues: [OrderKey: (number: UInt64, task: Task<Void, Never>)] = [:]
+        var lastQueued: UInt64 = 0
+    }
+
+    struct OrderKey: Hashable {
+        let sender: BusName
+        let path: ObjectPath
+        let interface: InterfaceName
     }
 
     let state = Mutex(State())
