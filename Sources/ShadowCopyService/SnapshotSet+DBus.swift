@@ -13,7 +13,9 @@ struct SnapshotSetAdapter {
         let id = self.id
         let authorizer = self.authorizer
         let record: @Sendable () -> SnapshotSetRecord? = { engine.set(id) }
-        return Interface(ShadowCopySpecs.snapshotSet) { i in
+        // In order: a requester may send AddVolume and DoSnapshotSet at once and have the
+        // volume added first, as VSS's synchronous calls would.
+        return Interface(ShadowCopySpecs.snapshotSet, inOrder: true) { i in
             i.property("Id", get: { .string(id.description) })
             i.property("State", get: { .string(record()?.state.rawValue ?? "deleted") })
             i.property("Context", get: { .string(record()?.context.rawValue ?? "") })

@@ -221,6 +221,31 @@ struct SnapshotSetTests {
         }
     }
 
+    /// A requester may send AddVolume and DoSnapshotSet at once: the set applies its
+    /// requester's calls in the order sent, so the volume is in the set before the copy is made.
+    @Test func aRequesterMaySendItsCallsAtOnce() async throws {
+        try await LoopVolume.with { volume in
+            try await DaemonFixture.with { f in
+                let c = try f.client()
+                defer { c.close() }
+                let set = try await RequesterSet.start(c, [("context", .string("file-share-backup"))])
+                func message(_ member: MemberName, _ args: [Value]) throws -> Message {
+                    let m = Message.methodCall(destination: SC.name, path: set.path, interface: RequesterSet.interface, member: member)
+                    try m.append(args)
+                    return m
+                }
+                let added = try c.send(call: try message("AddVolume", [.string(volume.mountPoint), .vardict([])]))
+                let made = try c.send(call: try message("DoSnapshotSet", [.vardict([])]))
+                let snapshot = try #require(try await added.values().first?.objectPath)
+                let job = try #require(try await made.values().first?.objectPath)
+                _ = try await SC.call(c, "Wait", [.uint32(60_000)], path: job, interface: RequesterSet.job)
+                #expect(try await set.property(job, RequesterSet.job, "State") == "succeeded")
+                #expect(try await set.property(snapshot, "org.shadowcopy.ShadowCopy1.Snapshot", "State") == "created")
+                _ = try await set.call("Delete")
+            }
+        }
+    }
+
     @Test func oneSetInCreationAtATime() async throws {
         try await DaemonFixture.with { f in
             let first = try f.client(), second = try f.client()
