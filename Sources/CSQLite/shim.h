@@ -18,6 +18,7 @@ struct csqlite_api {
     __typeof__(&sqlite3_prepare_v2) prepare_v2;
     __typeof__(&sqlite3_finalize) finalize;
     __typeof__(&sqlite3_reset) reset;
+    __typeof__(&sqlite3_file_control) file_control;
     __typeof__(&sqlite3_clear_bindings) clear_bindings;
     __typeof__(&sqlite3_bind_int64) bind_int64;
     __typeof__(&sqlite3_bind_text) bind_text;
@@ -45,6 +46,7 @@ static inline int csqlite_load(struct csqlite_api *api) {
     CSQLITE_SYM(prepare_v2, "sqlite3_prepare_v2")
     CSQLITE_SYM(finalize, "sqlite3_finalize")
     CSQLITE_SYM(reset, "sqlite3_reset")
+    CSQLITE_SYM(file_control, "sqlite3_file_control")
     CSQLITE_SYM(clear_bindings, "sqlite3_clear_bindings")
     CSQLITE_SYM(bind_int64, "sqlite3_bind_int64")
     CSQLITE_SYM(bind_text, "sqlite3_bind_text")

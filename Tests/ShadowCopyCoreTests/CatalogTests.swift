@@ -83,6 +83,34 @@ struct CatalogUnitTests {
         }
     }
 
+    /// The database closes once unused; its write-ahead log stays, at its size, so that the next
+    /// durable write rewrites blocks the file has rather than growing it.
+    @Test func closesWhenUnusedAndKeepsItsLogForTheNextWrite() async throws {
+        var template = Array("/tmp/shadowcopy-catalog-XXXXXX".utf8CString)
+        let directory = String(cString: try #require(mkdtemp(&template)))
+        let path = directory + "/catalog.db"
+        defer {
+            for suffix in ["", "-wal", "-shm"] { unlink(path + suffix) }
+            rmdir(directory)
+        }
+        func walSize() -> Int {
+            var info = stat()
+            return stat(path + "-wal", &info) == 0 ? Int(info.st_size) : -1
+        }
+        let catalog = try Catalog(path: path)
+        // Enough writes for a checkpoint, after which the log starts again from its beginning.
+        for _ in 0..<100 { try catalog.save(Self.set(persistent: true), [], durable: true) }
+        let size = walSize()
+        #expect(size > 0 && size < 1 << 20, "at most 128 pages between checkpoints, not SQLite's default 1000")
+        let start = ContinuousClock.now
+        while catalog.isOpen, ContinuousClock.now - start < .seconds(15) { try await Task.sleep(for: .milliseconds(100)) }
+        #expect(!catalog.isOpen, "closed within \(Catalog.linger) of its last use")
+        #expect(walSize() == size)
+        try catalog.save(Self.set(persistent: true), [], durable: true)
+        #expect(walSize() == size, "the log was rewritten in place")
+        #expect(try catalog.load().0.sets.count == 101)
+    }
+
     @Test func keepsShadowStorageAreas() throws {
         try Self.withCatalog { catalog, _ in
             let area = ShadowStorageRecord(id: Identifier(), forVolume: "/dev/mapper/data", location: "/var/lib/sc area",
