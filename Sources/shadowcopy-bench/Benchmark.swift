@@ -179,7 +179,8 @@ struct Benchmark {
             calls at once with 128 in flight (the system bus's `max_replies_per_connection`).
 
             The snapshot rows use a 256 MiB loop-backed btrfs volume. shadowcopy's create is
-            StartSnapshotSet (file-share-backup, no writers), AddVolume, DoSnapshotSet and Job.Wait, from
+            StartSnapshotSet (file-share-backup, no writers), then AddVolume and DoSnapshotSet sent at
+            once (a set serves its requester's calls in order), until SnapshotSetDone names the set, from
             the same client as snapper's `CreateSingleSnapshot` (snapperd on the same private bus) and as
             the bare `btrfs subvolume snapshot -r` process; one of each per round, 30 rounds, each copy
             deleted untimed. Fan-out times DoSnapshotSet and its job with 1 and then 100 writers, each

@@ -18,6 +18,58 @@ struct SnapshotBench {
     let volume: LoopVolume
     /// The bus's own call rate (Peer.Ping to dbus-daemon, 128 in flight): the floor under fan-out.
     let busCallsPerSecond: Double
+    /// The Coordinator's SnapshotSetDone signals, subscribed to once, as a requester would.
+    let setsDone: SetsDone
+
+    init(bus: PrivateBus, client: Connection, volume: LoopVolume, busCallsPerSecond: Double) async throws {
+        self.bus = bus
+        self.client = client
+        self.volume = volume
+        self.busCallsPerSecond = busCallsPerSecond
+        setsDone = SetsDone(try await client.signals(MatchRule(
+            interface: "org.shadowcopy.ShadowCopy1.Coordinator", member: "SnapshotSetDone", path: Benchmark.root)))
+    }
+
+    /// Hands out SnapshotSetDone signals by set: a task reads them as they come.
+    final class SetsDone: Sendable {
+        private struct State {
+            var done: [ObjectPath: (Bool, String)] = [:]
+            var waiters: [ObjectPath: CheckedContinuation<(Bool, String), Never>] = [:]
+        }
+
+        private let state = Mutex(State())
+
+        init(_ stream: AsyncStream<Message>) {
+            Task { [weak self] in
+                for await signal in stream { self?.record(signal) }
+            }
+        }
+
+        private func record(_ signal: Message) {
+            guard let args = try? signal.arguments(), let set = args.first?.objectPath else { return }
+            let outcome = (args[1].bool ?? false, args[2].string ?? "")
+            let waiter = state.withLock { s -> CheckedContinuation<(Bool, String), Never>? in
+                guard let waiter = s.waiters.removeValue(forKey: set) else {
+                    s.done[set] = outcome
+                    return nil
+                }
+                return waiter
+            }
+            waiter?.resume(returning: outcome)
+        }
+
+        /// Waits for `set`'s SnapshotSetDone; returns its ok and error.
+        func wait(for set: ObjectPath) async -> (Bool, String) {
+            await withCheckedContinuation { continuation in
+                let outcome = state.withLock { s in
+                    if let outcome = s.done.removeValue(forKey: set) { return outcome as (Bool, String)? }
+                    s.waiters[set] = continuation
+                    return nil
+                }
+                if let outcome { continuation.resume(returning: outcome) }
+            }
+        }
+    }
 
     struct Results {
         var lines: [String] = []
@@ -47,7 +99,19 @@ struct SnapshotBench {
             try await check(try await job(set, "PrepareForBackup"))
             timedFrom = ContinuousClock.now
         } else {
-            _ = try await call("AddVolume", [.string(volume.mountPoint), .vardict([])], on: set)
+            // AddVolume and DoSnapshotSet at once (the set serves its requester's calls in
+            // order); the set is made when SnapshotSetDone names it.
+            let add = try setCall(set, "AddVolume", [.string(volume.mountPoint), .vardict([])])
+            let make = try setCall(set, "DoSnapshotSet", [.vardict([])])
+            let added = try client.send(call: add), made = try client.send(call: make)
+            _ = try await added.values()
+            let job = try unwrap(try await made.values().first?.objectPath)
+            let (ok, error) = await setsDone.wait(for: set)
+            let took = ContinuousClock.now - start
+            guard ok else { throw HarnessError("\(set) failed: \(error)") }
+            _ = try await client.call(Benchmark.name, job, Self.jobInterface, "Wait", [.uint32(60_000)])
+            try await check(job)
+            return (set, took)
         }
         let done = try await job(set, "DoSnapshotSet")
         let took = ContinuousClock.now - timedFrom
@@ -64,6 +128,12 @@ struct SnapshotBench {
             return try await client.call(Benchmark.name, set, Self.setInterface, member, args)
         }
         return try await client.call(Benchmark.name, Benchmark.root, "org.shadowcopy.ShadowCopy1.Coordinator", member, args)
+    }
+
+    private func setCall(_ set: ObjectPath, _ member: MemberName, _ args: [Value]) throws -> Message {
+        let message = Message.methodCall(destination: Benchmark.name, path: set, interface: Self.setInterface, member: member)
+        try message.append(args)
+        return message
     }
 
     /// Starts phase `member` and waits for its job to end (as a requester does); returns the job.
