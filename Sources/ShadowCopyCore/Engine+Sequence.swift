@@ -50,7 +50,10 @@ extension SnapshotEngine {
         let snapshots = set.snapshots.compactMap { snapshot($0) }
         let used = providers.filter { p in snapshots.contains { $0.provider == p.info.name } }
 
-        observer.broadcast(.prepareForSnapshot(set: id, volumes: set.volumes))
+        // Light subscribers are applications too: a writerless context leaves them out as it
+        // leaves out writers (and saves three signals in the way of the copy).
+        let tellSubscribers = set.context.involvesWriters
+        if tellSubscribers { observer.broadcast(.prepareForSnapshot(set: id, volumes: set.volumes)) }
         let prepareFailures = await deliver(.prepareForSnapshot(volumes: set.volumes), set: id, to: targets,
                                             timeoutMs: settings.writerEventTimeoutMs, announce: false)
         if let veto = SnapshotEngine.veto(prepareFailures, at: .prepareForSnapshot(volumes: [])) { throw veto }
@@ -74,7 +77,7 @@ extension SnapshotEngine {
         // Freeze: front-end first, system last; the window is the tightest writer's.
         let window = UInt64(targets.map(\.freezeTimeoutMs).min() ?? settings.freezeTimeoutMs)
         let frozenAt = Clock.monotonicMs()
-        observer.broadcast(.freeze(set: id, volumes: set.volumes))
+        if tellSubscribers { observer.broadcast(.freeze(set: id, volumes: set.volumes)) }
         for level in WriterLevel.allCases {
             let remaining = window - min(window, Clock.monotonicMs() - frozenAt)
             guard remaining > 0 else { throw ShadowCopyError(.timeout, "writers took the whole freeze window (\(window) ms)") }
@@ -103,7 +106,7 @@ extension SnapshotEngine {
         }
         job.report(0.8)
 
-        observer.broadcast(.thaw(set: id))
+        if tellSubscribers { observer.broadcast(.thaw(set: id)) }
         for level in WriterLevel.allCases.reversed() {
             // A writer that fails Thaw spoils its own components, not the copy (VSS).
             await deliver(.thaw, set: id, to: targets.filter { $0.registration.level == level },
@@ -148,7 +151,12 @@ extension SnapshotEngine {
         async throws(ShadowCopyError) -> [String]
     {
         let limit = settings.holdWritesTimeoutMs
-        let frozen = volumes.isEmpty ? [] : try await writeHolder.hold(volumes, limitMs: limit)
+        guard !volumes.isEmpty else {
+            // Nothing held, nothing to thaw in time: the deadline has nothing to guard.
+            try await commit()
+            return []
+        }
+        let frozen = try await writeHolder.hold(volumes, limitMs: limit)
         let outcome = await withTaskGroup(of: ShadowCopyError?.self) { [writeHolder] group in
             group.addTask {
                 do { try await commit(); return nil } catch { return error as? ShadowCopyError ?? .failed("\(error)") }

@@ -296,6 +296,17 @@ struct SnapshotSetTests {
                 #expect(heard[1].hasSuffix(volume.mountPoint), "Freeze names the volumes")
                 #expect(heard[3].hasSuffix("1 "), "SnapshotSetDone says ok with no error")
                 _ = try await set.call("Delete")
+
+                // A writerless set leaves applications out: subscribers hear only that it is done.
+                let writerless = try await RequesterSet.start(client, [("context", .string("file-share-backup"))])
+                _ = try await writerless.call("AddVolume", [.string(volume.mountPoint), .vardict([])])
+                #expect(try await writerless.run("DoSnapshotSet") == ("succeeded", ""))
+                #expect(try await SC.eventually {
+                    subscriber.events.contains { $0.hasPrefix("SnapshotSetDone") && $0.contains(writerless.path.rawValue) }
+                })
+                let second = subscriber.events.filter { !$0.hasPrefix("registered") }.dropFirst(heard.count)
+                #expect(second.map { String($0.split(separator: " ")[0]) } == ["SnapshotSetDone"])
+                _ = try await writerless.call("Delete")
             }
         }
     }
