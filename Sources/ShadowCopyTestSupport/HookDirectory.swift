@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import Foundation
 
 /// A scratch directory of hook scripts for `shadowcopy-writer hooks`; ``remove()`` deletes it.
@@ -24,9 +27,21 @@ public struct HookDirectory: Sendable {
         try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
         _ = FileManager.default.createFile(atPath: orderLog, contents: nil)
         for (name, body) in scripts {
-            let file = path + "/" + name
-            try body.replacingOccurrences(of: "\"$ORDER_LOG\"", with: "'\(orderLog)'").write(toFile: file, atomically: true, encoding: .utf8)
-            try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: file)
+            try HookDirectory.write(body.replacingOccurrences(of: "\"$ORDER_LOG\"", with: "'\(orderLog)'"),
+                                    to: path + "/" + name)
+        }
+    }
+
+    /// Writes an executable script through a close-on-exec descriptor. Other tests in this
+    /// process start children all the time; one that inherited a descriptor open for writing
+    /// on the script would make running it fail with ETXTBSY for as long as that child lives.
+    private static func write(_ body: String, to file: String) throws {
+        let fd = open(file, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o755)
+        guard fd >= 0 else { throw HarnessError("cannot write \(file): errno \(errno)") }
+        defer { close(fd) }
+        let bytes = Array(body.utf8)
+        guard bytes.withUnsafeBytes({ Glibc.write(fd, $0.baseAddress, $0.count) }) == bytes.count, fchmod(fd, 0o755) == 0 else {
+            throw HarnessError("cannot write \(file): errno \(errno)")
         }
     }
 

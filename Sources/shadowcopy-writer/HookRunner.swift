@@ -47,6 +47,16 @@ struct HookRunner: Sendable {
 
     func policy(of script: String) -> Policy { policies[script] ?? .require }
 
+    /// Why a script could not start, in the system's words: Foundation's own message ("The
+    /// operation could not be completed") hides the errno (ETXTBSY, EACCES, ENOEXEC...).
+    static func describe(_ error: any Error) -> String {
+        if let underlying = (error as NSError).userInfo[NSUnderlyingErrorKey] as? NSError,
+            underlying.domain == NSPOSIXErrorDomain {
+            return String(cString: strerror(Int32(underlying.code)))
+        }
+        return error.localizedDescription
+    }
+
     /// Runs `script` with `argument`; throws a ``Failure`` for a non-zero exit or a time-out.
     func run(_ script: String, _ argument: String, event: String) async throws(Failure) {
         let timeout = timeouts[script] ?? defaultTimeoutMs
@@ -66,7 +76,7 @@ struct HookRunner: Sendable {
         do {
             try process.run()
         } catch {
-            throw Failure(script: script, why: "cannot run: \(error.localizedDescription)", output: "")
+            throw Failure(script: script, why: "cannot run: \(HookRunner.describe(error))", output: "")
         }
         // Read while it runs, so a script that fills the pipe never blocks on it; and never wait
         // for end-of-file: a freeze script may leave a child holding a lock (and the pipe).
