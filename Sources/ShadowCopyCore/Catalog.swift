@@ -27,6 +27,7 @@ public final class Catalog: Sendable {
     static let linger: Duration = .seconds(5)
     /// Where it lives, for messages.
     public let path: String
+    private let logSync: LogSync
 
     private static let schema = """
         CREATE TABLE IF NOT EXISTS sets (
@@ -54,6 +55,7 @@ public final class Catalog: Sendable {
     public init(path: String) throws(ShadowCopyError) {
         guard path.hasPrefix("/") else { throw .invalidArgs("the catalog's path must be absolute, not '\(path)'") }
         self.path = path
+        logSync = LogSync(databasePath: path)
         if let slash = path.lastIndex(of: "/"), slash != path.startIndex {
             let directory = String(path[..<slash])
             if mkdir(directory, 0o700) != 0, errno != EEXIST {
@@ -126,6 +128,14 @@ public final class Catalog: Sendable {
         return try result.get()
     }
 
+    /// Starts flushing every write made so far to disk, in the background (see ``syncWrites()``).
+    public func startSync() { logSync.start() }
+
+    /// Returns once every write made before the call is on disk: a write made without
+    /// `durable`, then, is as durable as one made with it, and the flush can overlap other work
+    /// when ``startSync()`` began it early.
+    public func syncWrites() async throws(ShadowCopyError) { try await logSync.wait() }
+
     /// Whether the database is open now (it closes once unused for ``linger``).
     var isOpen: Bool { open.withLock { $0.database != nil } }
 
@@ -154,9 +164,9 @@ public final class Catalog: Sendable {
     /// Writes `set` and `snapshots` (all of the set's) in one transaction, replacing what was there.
     ///
     /// A `durable` write is on disk when this returns (fsync). Others survive the daemon's death
-    /// but may be lost with the machine's power; only the record made before a provider makes
-    /// copies must be durable, since what a lost later write leaves behind (a pending snapshot,
-    /// a row without a copy) is exactly what the next start cleans up.
+    /// but may be lost with the machine's power until ``syncWrites()``; only the record made
+    /// before a provider makes copies must be on disk, since what a lost later write leaves
+    /// behind (a pending snapshot, a row without a copy) is exactly what the next start cleans up.
     public func save(_ set: SnapshotSetRecord, _ snapshots: [SnapshotRecord], durable: Bool = false) throws(ShadowCopyError) {
         try write(durable: durable) { db throws(SQLiteDatabase.Failure) in
             try db.run("""
@@ -234,6 +244,7 @@ public final class Catalog: Sendable {
             try withDatabase { db throws(SQLiteDatabase.Failure) in
                 try db.execute(durable ? "PRAGMA synchronous = FULL" : "PRAGMA synchronous = NORMAL")
                 try db.transaction { () throws(SQLiteDatabase.Failure) in try body(db) }
+                logSync.committed(durable: durable)
             }
         } catch {
             throw .failed("catalog \(path): \(error)")

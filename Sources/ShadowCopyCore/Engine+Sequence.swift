@@ -60,9 +60,10 @@ extension SnapshotEngine {
         try Task.checkCancellation(or: .cancelled)
         job.report(0.2)
 
-        // In the catalog before any copy exists: a daemon killed from here on finds at start
-        // what it may have half made.
-        try persist(id, durable: true)
+        // On disk before any copy exists (AddVolume wrote the pending copies and began the
+        // flush): a daemon or machine that dies from here on finds at start what it may have
+        // half made.
+        try await catalog.syncWrites()
         for snapshot in snapshots {
             guard let provider = used.first(where: { $0.info.name == snapshot.provider }) else {
                 throw ShadowCopyError(.notFound, "provider \(snapshot.provider) of \(snapshot.originalVolume) is gone")

@@ -246,6 +246,19 @@ public final class SnapshotEngine: Sendable {
             s.snapshots[snapshot] = SnapshotRecord(id: snapshot, set: id, originalVolume: canonical,
                                                    provider: provider.info.name)
         }
+        // In the catalog as a pending copy now, on disk before DoSnapshotSet makes it (the
+        // sequence waits for the flush begun here, which meanwhile overlaps the bus traffic).
+        do throws(ShadowCopyError) {
+            try persist(id)
+        } catch {
+            state.withLock { s in
+                s.sets[id]?.volumes.removeAll { $0 == canonical }
+                s.sets[id]?.snapshots.removeAll { $0 == snapshot }
+                s.snapshots[snapshot] = nil
+            }
+            throw error
+        }
+        catalog.startSync()
         observer.snapshotAdded(snapshot)
         observer.setChanged(id)
         return snapshot
