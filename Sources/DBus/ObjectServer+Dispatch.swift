@@ -54,11 +54,14 @@ extension ObjectServer {
         do { arguments = try message.arguments() } catch { return reply(to: message, error: error) }
         let methodCall = call(arguments)
         let run: @Sendable () async -> Void = { [self] in
-            do {
-                let values = try await handler(methodCall)
-                reply(to: message, values: values, declared: spec.outputSignature)
-            } catch {
-                reply(to: message, error: ObjectServer.wireError(error))
+            let batch = SignalBatch()
+            let outcome: Result<[Value], any Error> = await ObjectServer.$batch.withValue(batch) {
+                do { return .success(try await handler(methodCall)) } catch { return .failure(error) }
+            }
+            if let connection { for held in batch.close() { try? connection.send(held) } }
+            switch outcome {
+            case .success(let values): reply(to: message, values: values, declared: spec.outputSignature)
+            case .failure(let error): reply(to: message, error: ObjectServer.wireError(error))
             }
         }
         guard implementation.inOrder else {

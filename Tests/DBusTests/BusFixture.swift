@@ -59,6 +59,7 @@ enum TestService {
             MethodSpec("WhoAmI", out: [ArgumentSpec("uid", "u")]),
             MethodSpec("Fail", in: [ArgumentSpec("name", "s"), ArgumentSpec("message", "s")]),
             MethodSpec("Tick", in: [ArgumentSpec("count", "u")]),
+            MethodSpec("TickLater", in: [ArgumentSpec("n", "u")]),
             MethodSpec("Broken", out: [ArgumentSpec("value", "s")]),
         ],
         properties: [
@@ -87,6 +88,15 @@ enum TestService {
             }
             i.method("Tick") { call in
                 for n in 0..<(call[0].uint32 ?? 0) {
+                    connection.objects.emit(spec, "Ticked", from: BusFixture.path, [.uint32(n)])
+                }
+                return []
+            }
+            // Emits from a task that outlives the call: the handler's held signals are long sent.
+            i.method("TickLater") { call in
+                let n = call[0].uint32 ?? 0
+                Task {
+                    try? await Task.sleep(for: .milliseconds(100))
                     connection.objects.emit(spec, "Ticked", from: BusFixture.path, [.uint32(n)])
                 }
                 return []

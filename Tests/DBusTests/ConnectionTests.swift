@@ -161,6 +161,28 @@ struct ConnectionTests {
         }
     }
 
+    /// A handler's signals are held and sent just before its reply: all of them come, in order;
+    /// a task the handler started still gets its later signals out once the batch is closed.
+    @Test func aHandlersSignalsComeBeforeItsReplyAndLaterOnesStillCome() async throws {
+        try await BusFixture.with { (f: BusFixture) async throws in
+            let ticks = try await f.client.signals(MatchRule(interface: "org.example.Test", member: "Ticked"))
+            let reply = try f.client.send(call: {
+                let m = Message.methodCall(destination: BusFixture.name, path: BusFixture.path,
+                                           interface: TestService.spec.name, member: "Tick")
+                try m.append([.uint32(3)])
+                return m
+            }())
+            var iterator = ticks.makeAsyncIterator()
+            var received: [Value] = []
+            for _ in 0..<3 { if let signal = await iterator.next() { received.append(try signal.arguments()[0]) } }
+            #expect(received == [.uint32(0), .uint32(1), .uint32(2)])
+            _ = try await reply.reply()
+            _ = try await f.call("TickLater", [.uint32(7)])
+            let later = await iterator.next()
+            #expect(try later?.arguments() == [.uint32(7)])
+        }
+    }
+
     @Test func nameOwnerWatching() async throws {
         try await BusFixture.with { (f: BusFixture) async throws in
             let owners = try await f.client.watchNameOwner("org.example.Owner")
