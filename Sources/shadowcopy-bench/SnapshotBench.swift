@@ -18,57 +18,11 @@ struct SnapshotBench {
     let volume: LoopVolume
     /// The bus's own call rate (Peer.Ping to dbus-daemon, 128 in flight): the floor under fan-out.
     let busCallsPerSecond: Double
-    /// The Coordinator's SnapshotSetDone signals, subscribed to once, as a requester would.
-    let setsDone: SetsDone
-
-    init(bus: PrivateBus, client: Connection, volume: LoopVolume, busCallsPerSecond: Double) async throws {
+    init(bus: PrivateBus, client: Connection, volume: LoopVolume, busCallsPerSecond: Double) {
         self.bus = bus
         self.client = client
         self.volume = volume
         self.busCallsPerSecond = busCallsPerSecond
-        setsDone = SetsDone(try await client.signals(MatchRule(
-            interface: "org.shadowcopy.ShadowCopy1.Coordinator", member: "SnapshotSetDone", path: Benchmark.root)))
-    }
-
-    /// Hands out SnapshotSetDone signals by set: a task reads them as they come.
-    final class SetsDone: Sendable {
-        private struct State {
-            var done: [ObjectPath: (Bool, String)] = [:]
-            var waiters: [ObjectPath: CheckedContinuation<(Bool, String), Never>] = [:]
-        }
-
-        private let state = Mutex(State())
-
-        init(_ stream: AsyncStream<Message>) {
-            Task { [weak self] in
-                for await signal in stream { self?.record(signal) }
-            }
-        }
-
-        private func record(_ signal: Message) {
-            guard let args = try? signal.arguments(), let set = args.first?.objectPath else { return }
-            let outcome = (args[1].bool ?? false, args[2].string ?? "")
-            let waiter = state.withLock { s -> CheckedContinuation<(Bool, String), Never>? in
-                guard let waiter = s.waiters.removeValue(forKey: set) else {
-                    s.done[set] = outcome
-                    return nil
-                }
-                return waiter
-            }
-            waiter?.resume(returning: outcome)
-        }
-
-        /// Waits for `set`'s SnapshotSetDone; returns its ok and error.
-        func wait(for set: ObjectPath) async -> (Bool, String) {
-            await withCheckedContinuation { continuation in
-                let outcome = state.withLock { s in
-                    if let outcome = s.done.removeValue(forKey: set) { return outcome as (Bool, String)? }
-                    s.waiters[set] = continuation
-                    return nil
-                }
-                if let outcome { continuation.resume(returning: outcome) }
-            }
-        }
     }
 
     struct Results {
@@ -89,6 +43,9 @@ struct SnapshotBench {
     /// A set through its whole making: StartSnapshotSet, (Gather, AddVolume, PrepareForBackup),
     /// then `timed` DoSnapshotSet and its job; returns the set and how long the timed part took.
     func makeSet(writers: Bool) async throws -> (ObjectPath, Duration) {
+        // A requester that watches for its set's end subscribes before it starts (untimed).
+        let setsDone = writers ? nil : try await client.signals(MatchRule(
+            interface: "org.shadowcopy.ShadowCopy1.Coordinator", member: "SnapshotSetDone", path: Benchmark.root))
         let start = ContinuousClock.now
         let context: Value = .string(writers ? "backup" : "file-share-backup")
         let set = try unwrap(try await call("StartSnapshotSet", [.vardict([("context", context)])]).first?.objectPath)
@@ -106,9 +63,13 @@ struct SnapshotBench {
             let added = try client.send(call: add), made = try client.send(call: make)
             _ = try await added.values()
             let job = try unwrap(try await made.values().first?.objectPath)
-            let (ok, error) = await setsDone.wait(for: set)
+            var outcome: [Value] = []
+            for await signal in try unwrap(setsDone) {
+                let args = try signal.arguments()
+                if args.first?.objectPath == set { outcome = args; break }
+            }
             let took = ContinuousClock.now - start
-            guard ok else { throw HarnessError("\(set) failed: \(error)") }
+            guard outcome.count == 3, outcome[1].bool == true else { throw HarnessError("\(set) failed: \(outcome)") }
             _ = try await client.call(Benchmark.name, job, Self.jobInterface, "Wait", [.uint32(60_000)])
             try await check(job)
             return (set, took)
