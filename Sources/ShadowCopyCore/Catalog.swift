@@ -136,6 +136,9 @@ public final class Catalog: Sendable {
     /// when ``startSync()`` began it early.
     public func syncWrites() async throws(ShadowCopyError) { try await logSync.wait() }
 
+    /// Whether every write made so far is known to be on disk.
+    var isSynced: Bool { logSync.isSynced }
+
     /// Whether the database is open now (it closes once unused for ``linger``).
     var isOpen: Bool { open.withLock { $0.database != nil } }
 
@@ -164,9 +167,10 @@ public final class Catalog: Sendable {
     /// Writes `set` and `snapshots` (all of the set's) in one transaction, replacing what was there.
     ///
     /// A `durable` write is on disk when this returns (fsync). Others survive the daemon's death
-    /// but may be lost with the machine's power until ``syncWrites()``; only the record made
-    /// before a provider makes copies must be on disk, since what a lost later write leaves
-    /// behind (a pending snapshot, a row without a copy) is exactly what the next start cleans up.
+    /// but may be lost with the machine's power until ``syncWrites()``. Two records must be on
+    /// disk: the one made before a provider makes copies (what a lost later write leaves behind,
+    /// a pending snapshot, is exactly what the next start cleans up), and a persistent set's
+    /// record once it is made, before its requester hears of it.
     public func save(_ set: SnapshotSetRecord, _ snapshots: [SnapshotRecord], durable: Bool = false) throws(ShadowCopyError) {
         try write(durable: durable) { db throws(SQLiteDatabase.Failure) in
             try db.run("""

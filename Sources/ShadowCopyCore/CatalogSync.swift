@@ -35,6 +35,9 @@ final class LogSync: Sendable {
         }
     }
 
+    /// Whether every commit so far is known to be on disk.
+    var isSynced: Bool { state.withLock { $0.synced >= $0.written } }
+
     /// Starts flushing what is committed so far, unless that is done or under way.
     func start() { _ = flush(covering: nil) }
 

@@ -136,6 +136,10 @@ extension SnapshotEngine {
             return achieved
         }
         try persist(id)
+        // A persistent copy must outlive a power loss once its requester hears it exists: the
+        // record that says so is on disk first. (Other copies die with the service anyway, and
+        // a record lost with the power leaves what the next start cleans up.)
+        if set.persistent { try await catalog.syncWrites() }
         for snapshot in snapshots { observer.snapshotChanged(snapshot.id) }
         releaseCreationSlot(id)
         observer.setChanged(id)

@@ -111,6 +111,31 @@ struct CatalogUnitTests {
         #expect(try catalog.load().0.sets.count == 101)
     }
 
+    /// A write made without waiting for the disk is on it once syncWrites returns, whether the
+    /// flush began early (startSync) or only then; a durable write needs no flush after it.
+    @Test func writesReachTheDiskWhenAskedEarlyOrLate() async throws {
+        var template = Array("/tmp/shadowcopy-catalog-XXXXXX".utf8CString)
+        let directory = String(cString: try #require(mkdtemp(&template)))
+        let path = directory + "/catalog.db"
+        defer {
+            for suffix in ["", "-wal", "-shm"] { unlink(path + suffix) }
+            rmdir(directory)
+        }
+        let catalog = try Catalog(path: path)
+        try catalog.save(Self.set(persistent: true), [])
+        #expect(!catalog.isSynced)
+        catalog.startSync()
+        try catalog.save(Self.set(persistent: true), [])
+        try await catalog.syncWrites()
+        #expect(catalog.isSynced, "the flush begun before the second write did not cover it; another one did")
+        try catalog.save(Self.set(persistent: true), [], durable: true)
+        #expect(catalog.isSynced)
+        try catalog.save(Self.set(persistent: false), [])
+        #expect(!catalog.isSynced)
+        try await catalog.syncWrites()
+        #expect(catalog.isSynced)
+    }
+
     @Test func keepsShadowStorageAreas() throws {
         try Self.withCatalog { catalog, _ in
             let area = ShadowStorageRecord(id: Identifier(), forVolume: "/dev/mapper/data", location: "/var/lib/sc area",
