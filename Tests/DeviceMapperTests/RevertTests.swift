@@ -37,7 +37,7 @@ extension DeviceMapperSuites {
 
                 let unmounted = try Tool.run("/usr/bin/umount", [volume.mountPoint])
                 #expect(unmounted.status == 0, "\(unmounted.stderr)")
-                #expect(try await S.eventually(.seconds(60)) {
+                #expect(try await eventually(.seconds(60), every: .milliseconds(50)) {
                     let listed = try await c.call("org.shadowcopy.ShadowCopy1", S.root, S.coordinator, "Query", [.vardict([])])
                     return listed.first?.arrayElements?.compactMap(\.objectPath) == [second]
                 }, "the reverted copy is gone once merged")

@@ -63,15 +63,6 @@ extension DeviceMapperSuites {
             return String(text[start.lowerBound..<end.upperBound])
         }
 
-        static func eventually(_ timeout: Duration, _ condition: () async throws -> Bool) async throws -> Bool {
-            let deadline = ContinuousClock.now + timeout
-            while ContinuousClock.now < deadline {
-                if try await condition() { return true }
-                try await Task.sleep(for: .milliseconds(50))
-            }
-            return try await condition()
-        }
-
         /// Collects SnapshotInvalidated signals (snapshot path, reason).
         final class Invalidations: Sendable {
             let seen = Mutex<[(ObjectPath, String)]>([])
@@ -172,10 +163,10 @@ extension DeviceMapperSuites {
 
                 // Three times the store, as fast as the disk takes it; the area allows no growth.
                 try await Self.write(volume.mountPoint + "/storm", mib: 48, byte: 0x5A)
-                #expect(try await Self.eventually(.seconds(20)) { invalidations.reason(for: snapshot) != nil }, "SnapshotInvalidated was emitted")
+                #expect(try await eventually(.seconds(20), every: .milliseconds(50)) { invalidations.reason(for: snapshot) != nil }, "SnapshotInvalidated was emitted")
                 #expect(invalidations.reason(for: snapshot)?.contains("overflowed") == true)
                 // Cleaned up: the record says so once its devices are gone.
-                #expect(try await Self.eventually(.seconds(20)) {
+                #expect(try await eventually(.seconds(20), every: .milliseconds(50)) {
                     try await T.property(c, snapshot, T.snapshotInterface, "Device") == ""
                 }, "the copy's devices are gone")
                 #expect(try T.noShadowcopyDevices())
@@ -216,7 +207,7 @@ extension DeviceMapperSuites {
 
                 // Both copies preserve the next 24 MiB; 40 MiB cannot hold both.
                 try await Self.write(volume.mountPoint + "/more", mib: 24, byte: 0x33, pauseMs: 20)
-                #expect(try await Self.eventually(.seconds(20)) { invalidations.reason(for: oldest) != nil })
+                #expect(try await eventually(.seconds(20), every: .milliseconds(50)) { invalidations.reason(for: oldest) != nil })
                 #expect(invalidations.reason(for: oldest)?.contains("delete-oldest") == true)
                 #expect(invalidations.reason(for: newest) == nil)
                 let listed = try await c.call("org.shadowcopy.ShadowCopy1", Self.root, Self.coordinator, "Query", [.vardict([])])

@@ -128,16 +128,8 @@ extension DeviceMapperSuites {
             try await DaemonFixture.with { (f: DaemonFixture) async throws in
                 let c = try f.client()
                 defer { c.close() }
-                let set = try #require(try await c.call("org.shadowcopy.ShadowCopy1", S.root, S.coordinator, "StartSnapshotSet",
-                                                        [.vardict([("context", .string("file-share-backup"))])]).first?.objectPath)
-                var snapshots: [ObjectPath] = []
-                for volume in [first, second] {
-                    snapshots.append(try #require(try await T.call(c, set, T.setInterface, "AddVolume",
-                                                                   [.string(volume.mountPoint), .vardict([])]).first?.objectPath))
-                }
                 // The second copy's device name is taken: activation fails after both snapshots exist.
-                let decoy = "sc-" + String(snapshots[1].rawValue.split(separator: "/").last!)
-                try DeviceMapper.create(decoy, uuid: "TEST-" + decoy, table: [try DeviceMapper.TableLine(start: 0, length: 8, target: "error", params: "")])
+                let (set, decoy) = try await DeviceMapperSuites.setWhoseLastCopyFails(c, [first.mountPoint, second.mountPoint])
                 defer { try? DeviceMapper.remove(decoy) }
 
                 #expect(try await T.run(c, set, "DoSnapshotSet") == "failed")

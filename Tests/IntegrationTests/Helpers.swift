@@ -35,11 +35,6 @@ enum SC {
 
     /// Polls `condition` for up to `timeout`.
     static func eventually(_ timeout: Duration = .seconds(5), _ condition: () async throws -> Bool) async throws -> Bool {
-        let deadline = ContinuousClock.now + timeout
-        while ContinuousClock.now < deadline {
-            if try await condition() { return true }
-            try await Task.sleep(for: .milliseconds(20))
-        }
-        return try await condition()
+        try await ShadowCopyTestSupport.eventually(timeout, condition)
     }
 }
