@@ -19,6 +19,18 @@ struct CatalogUnitTests {
         try body(try Catalog(path: directory + "/catalog.db"), directory)
     }
 
+    /// A catalog path in a fresh directory; the database, its log and the directory go afterwards.
+    static func withPath(_ body: (String) async throws -> Void) async throws {
+        var template = Array("/tmp/shadowcopy-catalog-XXXXXX".utf8CString)
+        let directory = String(cString: try #require(mkdtemp(&template)))
+        let path = directory + "/catalog.db"
+        defer {
+            for suffix in ["", "-wal", "-shm"] { unlink(path + suffix) }
+            rmdir(directory)
+        }
+        try await body(path)
+    }
+
     static func set(persistent: Bool) -> SnapshotSetRecord {
         var set = SnapshotSetRecord(
             id: Identifier(), requester: ":1.7", requesterUID: 1000, context: .backup, isRestore: false,
@@ -86,13 +98,10 @@ struct CatalogUnitTests {
     /// The database closes once unused; its write-ahead log stays, at its size, so that the next
     /// durable write rewrites blocks the file has rather than growing it.
     @Test func closesWhenUnusedAndKeepsItsLogForTheNextWrite() async throws {
-        var template = Array("/tmp/shadowcopy-catalog-XXXXXX".utf8CString)
-        let directory = String(cString: try #require(mkdtemp(&template)))
-        let path = directory + "/catalog.db"
-        defer {
-            for suffix in ["", "-wal", "-shm"] { unlink(path + suffix) }
-            rmdir(directory)
-        }
+        try await Self.withPath { path in try await Self.closesAndKeepsItsLog(path) }
+    }
+
+    private static func closesAndKeepsItsLog(_ path: String) async throws {
         func walSize() -> Int {
             var info = stat()
             return stat(path + "-wal", &info) == 0 ? Int(info.st_size) : -1
@@ -114,13 +123,10 @@ struct CatalogUnitTests {
     /// A write made without waiting for the disk is on it once syncWrites returns, whether the
     /// flush began early (startSync) or only then; a durable write needs no flush after it.
     @Test func writesReachTheDiskWhenAskedEarlyOrLate() async throws {
-        var template = Array("/tmp/shadowcopy-catalog-XXXXXX".utf8CString)
-        let directory = String(cString: try #require(mkdtemp(&template)))
-        let path = directory + "/catalog.db"
-        defer {
-            for suffix in ["", "-wal", "-shm"] { unlink(path + suffix) }
-            rmdir(directory)
-        }
+        try await Self.withPath { path in try await Self.reachesTheDisk(path) }
+    }
+
+    private static func reachesTheDisk(_ path: String) async throws {
         let catalog = try Catalog(path: path)
         try catalog.save(Self.set(persistent: true), [])
         #expect(!catalog.isSynced)
