@@ -1,5 +1,7 @@
 import DBus
 import DeviceMapper
+import Foundation
+import ShadowCopyTestSupport
 import Testing
 
 /// Every suite that touches the kernel's device-mapper, run one test at a time: they share one
@@ -9,6 +11,17 @@ import Testing
 enum DeviceMapperSuites {}
 
 extension DeviceMapperSuites {
+    /// Makes a `filesystem` (ext4 or xfs) on device-mapper device `name` and mounts it at
+    /// `mountPoint` (made if missing): what every test volume of these suites needs.
+    static func mountFilesystem(_ filesystem: String, on name: String, at mountPoint: String) throws {
+        let made = try Tool.run("/usr/sbin/mkfs.\(filesystem)", filesystem == "xfs" ? ["-q", "-f", "/dev/mapper/" + name]
+                                                                                      : ["-q", "-F", "/dev/mapper/" + name])
+        guard made.status == 0 else { throw HarnessError("mkfs.\(filesystem): \(made.stderr)") }
+        try FileManager.default.createDirectory(atPath: mountPoint, withIntermediateDirectories: true)
+        let mounted = try Tool.run("/usr/bin/mount", ["/dev/mapper/" + name, mountPoint])
+        guard mounted.status == 0 else { throw HarnessError("mount: \(mounted.stderr)") }
+    }
+
     /// A writerless set of the volumes at `mountPoints` whose last copy cannot be made: a device
     /// of the test's own already has that copy's name, so DoSnapshotSet fails after the other
     /// copies were made. Returns the set and the decoy, which the caller removes.

@@ -41,12 +41,7 @@ extension DeviceMapperSuites {
                     try DeviceMapper.create(name, uuid: "TEST-" + name, table: [
                         try DeviceMapper.TableLine(start: 0, length: UInt64(sizeMiB) * 2048, target: "thin", params: "\(poolDevice) 0"),
                     ])
-                    let made = try Tool.run("/usr/sbin/mkfs.\(filesystem)", filesystem == "xfs" ? ["-q", "-f", "/dev/mapper/" + name]
-                                                                                                  : ["-q", "-F", "/dev/mapper/" + name])
-                    guard made.status == 0 else { throw HarnessError("mkfs.\(filesystem): \(made.stderr)") }
-                    try FileManager.default.createDirectory(atPath: mountPoint, withIntermediateDirectories: true)
-                    let mounted = try Tool.run("/usr/bin/mount", ["/dev/mapper/" + name, mountPoint])
-                    guard mounted.status == 0 else { throw HarnessError("mount: \(mounted.stderr)") }
+                    try DeviceMapperSuites.mountFilesystem(filesystem, on: name, at: mountPoint)
                 } catch {
                     // Half made: nothing of it stays.
                     remove()
