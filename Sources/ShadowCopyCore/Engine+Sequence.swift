@@ -183,14 +183,15 @@ extension SnapshotEngine {
         return frozen
     }
 
-    /// Writes set `id` and its snapshots to the catalog (see ``Catalog/save(_:_:durable:)``).
-    func persist(_ id: Identifier, durable: Bool = false) throws(ShadowCopyError) {
+    /// Writes set `id` and its snapshots to the catalog, without waiting for the disk (callers
+    /// that need it there use ``Catalog/syncWrites()``).
+    func persist(_ id: Identifier) throws(ShadowCopyError) {
         let found = state.withLock { s -> (SnapshotSetRecord, [SnapshotRecord])? in
             guard let set = s.sets[id] else { return nil }
             return (set, set.snapshots.compactMap { s.snapshots[$0] })
         }
         guard let (set, snapshots) = found else { return }
-        try catalog.save(set, snapshots, durable: durable)
+        try catalog.save(set, snapshots)
     }
 
     static func attributes(of set: SnapshotSetRecord) -> [String] {
